@@ -1,0 +1,77 @@
+// Names on the wire: roles, subjects, streams, KV buckets and object stores, and the headers Cleave sets.
+// Everything an actor publishes or subscribes to is spelled here, nowhere else.
+
+export const Role = {
+  GRAPH_ANALYZER: 'graph-analyzer',
+  PLANNER: 'planner',
+  COORDINATOR: 'coordinator',
+  EXECUTOR: 'executor',
+  MEMORY_POOL: 'memory-pool',
+  REPARTITION_WATCHER: 'repartition-watcher',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+export const ROLES: readonly Role[] = Object.values(Role);
+
+export function isRole(s: string): s is Role {
+  return (ROLES as readonly string[]).includes(s);
+}
+
+export const Stream = {
+  /** Durable work addressed to a role (analyse this model, plan that graph…): work-queue retention. */
+  INBOX: 'CLEAVE_INBOX',
+  /** Stage inputs of running models: work-queue retention, one durable consumer per stage. */
+  WORK: 'CLEAVE_WORK',
+  /** Final outputs of requests, per run. */
+  RESULTS: 'CLEAVE_RESULTS',
+  /** Everything an operator would want to replay: limits retention. */
+  EVENTS: 'CLEAVE_EVENTS',
+  /** Load and progress samples for the RepartitionWatcher. */
+  METRICS: 'CLEAVE_METRICS',
+  /** Messages an actor refused (malformed, unknown, failing past the delivery limit), with the reason. */
+  PARKED: 'CLEAVE_PARKED',
+} as const;
+export type Stream = (typeof Stream)[keyof typeof Stream];
+
+export const Bucket = {
+  /** Live actors: `<role>.<id>` → ActorRecord; entries expire unless heartbeats refresh them. */
+  ACTORS: 'cleave-actors',
+  PLANS: 'cleave-plans',
+  LOCKS: 'cleave-locks',
+  BARRIERS: 'cleave-barriers',
+  POOL: 'cleave-pool',
+} as const;
+
+export const ObjectStoreName = {
+  ARTIFACTS: 'cleave-artifacts',
+} as const;
+
+export const Subject = {
+  /** Request/reply control of one actor. */
+  control: (role: Role, id: string) => `cleave.ctl.${role}.${id}`,
+  /** Request/reply control of any one actor of a role (queue group). */
+  controlAny: (role: Role) => `cleave.ctl.${role}`,
+  inbox: (role: Role, type: string) => `cleave.inbox.${role}.${type}`,
+  inboxFilter: (role: Role) => `cleave.inbox.${role}.>`,
+  event: (role: Role, kind: string) => `cleave.events.${role}.${kind}`,
+  parked: (role: Role) => `cleave.parked.${role}`,
+  metrics: (role: Role, id: string) => `cleave.metrics.${role}.${id}`,
+  work: (run: string, epoch: number, stage: number) => `cleave.work.${run}.${epoch}.${stage}`,
+  results: (run: string) => `cleave.results.${run}`,
+} as const;
+
+export const Header = {
+  TRACEPARENT: 'traceparent',
+  TRACESTATE: 'tracestate',
+  ERROR_CODE: 'Cleave-Error-Code',
+  ERROR: 'Cleave-Error',
+  /** Why a message was parked, and where it came from. */
+  PARK_REASON: 'Cleave-Park-Reason',
+  PARK_SUBJECT: 'Cleave-Park-Subject',
+  PARK_ACTOR: 'Cleave-Park-Actor',
+  /** JetStream de-duplication id. */
+  MSG_ID: 'Nats-Msg-Id',
+} as const;
+
+/** Heartbeat period and the registration TTL that follows from it (three missed beats). */
+export const HEARTBEAT_MS = 2_000;
+export const ACTOR_TTL_MS = 3 * HEARTBEAT_MS;
