@@ -104,7 +104,7 @@ test('executor lifecycle - live: a real loader takes it to ready, then serving',
 
 test('executor lifecycle - live: a failing loader leads to failed with its message', async () => {
   const machine = executorLifecycle.provide({
-    actors: { loadPartition: fromPromise(async () => { throw new Error('artifact sha256 mismatch'); }) },
+    actors: { loadPartition: fromPromise<void, PartitionAssignment>(async () => { throw new Error('artifact sha256 mismatch'); }) },
   });
   const actor = createActor(machine, { input: {} }).start();
   actor.send({ type: 'REGISTERED' });
@@ -136,7 +136,7 @@ test('executor lifecycle - simulated clock: a drain stuck on in-flight work fail
   const s0 = actor.getSnapshot();
   actor.stop();
   const serving = executorLifecycle.resolveState({ value: 'serving', context: { ...s0.context, drainTimeoutMs: 1000, assignment: A } });
-  const live = createActor(executorLifecycle, { snapshot: serving, clock }).start();
+  const live = createActor(executorLifecycle, { snapshot: serving, clock, input: {} }).start();
   live.send({ type: 'WORK_BEGIN' });
   live.send({ type: 'DRAIN' });
   clock.increment(999);

@@ -173,13 +173,14 @@ async function waitHealthy(server: NatsServer, deadline: number): Promise<void> 
   throw new CleaveError(ErrorCode.NATS_SERVER_START, `nats-server started but never reported healthy: ${last}`);
 }
 
+/** True while the process runs (a zombie awaiting its reaper counts as gone). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
   }
+  return !isZombie(pid);
 }
 
 export async function killAndWait(pid: number, graceMs: number): Promise<void> {
@@ -190,7 +191,7 @@ export async function killAndWait(pid: number, graceMs: number): Promise<void> {
     return;
   }
   const deadline = Date.now() + graceMs;
-  while (isAlive(pid) && !isZombie(pid)) {
+  while (isAlive(pid)) {
     if (Date.now() > deadline) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -198,7 +199,7 @@ export async function killAndWait(pid: number, graceMs: number): Promise<void> {
         return;
       }
       await sleep(20);
-      if (!isAlive(pid) || isZombie(pid)) return;
+      if (!isAlive(pid)) return;
     }
     await sleep(20);
   }

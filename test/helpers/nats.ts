@@ -1,4 +1,6 @@
 // Test harness: a real nats-server per suite (OS-chosen ports, temp JetStream dir, removed on every path).
+// Call these at a test file's top level (top-level await): cleanup is registered with the file's `after`;
+// inside a `before` hook node:test would run that cleanup as soon as the hook ends.
 import { after } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, startNatsCluster, type NatsServer, type NatsCluster, type NatsServerOptions } from '../../runtime/nats/server.js';

@@ -1,0 +1,9 @@
+// Coordinator: deploys plans as epochs, routes requests through the stages, runs training rounds.
+// Domain handlers arrive with their issues; today the actor registers, heartbeats and answers ping/status.
+import type { ActorFactory } from '../runtime/actor/host.js';
+
+const actor: ActorFactory = (ctx) => {
+  ctx.setState('ready');
+  return {};
+};
+export default actor;

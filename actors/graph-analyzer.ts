@@ -1,0 +1,9 @@
+// GraphAnalyzer: reads models, costs every node and finds where they can be cut (runtime/graph).
+// Domain handlers arrive with their issues; today the actor registers, heartbeats and answers ping/status.
+import type { ActorFactory } from '../runtime/actor/host.js';
+
+const actor: ActorFactory = (ctx) => {
+  ctx.setState('ready');
+  return {};
+};
+export default actor;
