@@ -42,7 +42,10 @@ export const Bucket = {
 } as const;
 
 export const ObjectStoreName = {
+  /** Model and partition artifacts, by sha256. */
   ARTIFACTS: 'cleave-artifacts',
+  /** Frames larger than max_payload, by reference (TTL 1 h). */
+  BLOBS: 'cleave-blobs',
 } as const;
 
 export const Subject = {

@@ -1,0 +1,75 @@
+// Codec frames over JetStream, whatever their size: a frame that fits the server's max_payload travels
+// inline; a larger one is put in the `cleave-blobs` object store and the message carries a reference
+// (so every replica of a stage can fetch it, which chunks spread over a shared work queue could not).
+import { randomUUID } from 'node:crypto';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import { Objm, StorageType, setSha256Backend, type ObjectStore } from '@nats-io/obj';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import { ObjectStoreName } from '../../protocols/subjects.js';
+
+/** Header naming the blob that holds the frame, when it did not fit a message. */
+export const BLOB_HEADER = 'Cleave-Blob';
+/** Room left for headers under max_payload. */
+const HEADROOM = 64 * 1024;
+/** Default cap on one frame, inline or by reference. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
+
+// Node's crypto hashes object-store chunks ~10x faster than the library's default pure-JS SHA-256.
+setSha256Backend('native');
+
+const stores = new WeakMap<NatsConnection, Promise<ObjectStore>>();
+
+export function blobStore(nc: NatsConnection): Promise<ObjectStore> {
+  let s = stores.get(nc);
+  if (!s) {
+    s = new Objm(nc).create(ObjectStoreName.BLOBS, { storage: StorageType.Memory, ttl: 60 * 60 * 1000 * 1_000_000 /* nanoseconds */, description: 'frames larger than max_payload, by reference' });
+    stores.set(nc, s);
+  }
+  return s;
+}
+
+export interface PublishFrameOptions {
+  headers?: MsgHdrs;
+  msgID?: string;
+  maxFrameBytes?: number;
+}
+
+/** Publishes a frame to a JetStream subject, inline or by reference. */
+export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subject: string, frame: Uint8Array, options: PublishFrameOptions = {}): Promise<PubAck> {
+  const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  if (frame.byteLength > max) {
+    throw new CleaveError(ErrorCode.CODEC_TOO_LARGE, `frame of ${frame.byteLength} bytes exceeds the ${max}-byte limit for ${subject}; split the model so that fewer bytes cross this cut, or raise the limit`);
+  }
+  const h = options.headers ?? natsHeaders();
+  const limit = (nc.info?.max_payload ?? 1024 * 1024) - HEADROOM;
+  let data = frame;
+  if (frame.byteLength > limit) {
+    const os = await blobStore(nc);
+    const name = `${options.msgID ?? randomUUID()}`;
+    await os.putBlob({ name, options: { max_chunk_size: Math.min(limit, 8 * 1024 * 1024) } }, frame);
+    h.set(BLOB_HEADER, name);
+    data = new Uint8Array(0);
+  }
+  return js.publish(subject, data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
+}
+
+/** The frame bytes of a received message, fetching the blob when it came by reference. */
+export async function receiveFrame(nc: NatsConnection, data: Uint8Array, headers: MsgHdrs | undefined): Promise<Uint8Array> {
+  const name = headers?.get(BLOB_HEADER);
+  if (!name) return data;
+  const os = await blobStore(nc);
+  const blob = await os.getBlob(name);
+  if (!blob) {
+    throw new CleaveError(ErrorCode.CODEC_TRUNCATED, `the frame's blob '${name}' is gone from ${ObjectStoreName.BLOBS} (expired or already consumed); resend the request`);
+  }
+  return blob;
+}
+
+/** Deletes a by-reference frame's blob once the message that named it is done with. */
+export async function releaseFrame(nc: NatsConnection, headers: MsgHdrs | undefined): Promise<void> {
+  const name = headers?.get(BLOB_HEADER);
+  if (!name) return;
+  const os = await blobStore(nc);
+  await os.delete(name).catch(() => {});
+}

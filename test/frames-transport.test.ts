@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { suiteServer, suiteConnection } from './helpers/nats.js';
+import { publishFrame, receiveFrame, releaseFrame, blobStore, BLOB_HEADER } from '../runtime/nats/frames.js';
+import { encodeFrame, decodeFrame, tensor } from '../protocols/tensor-codec.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
+
+const server = await suiteServer();
+const nc = await suiteConnection(server.url);
+const js = jetstream(nc);
+const jsm = await jetstreamManager(nc);
+await jsm.streams.add({ name: 'T', subjects: ['t.>'] });
+
+async function roundTrip(floats: number) {
+  const data = new Float32Array(floats);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i) * 1e3;
+  const frame = encodeFrame({ tensors: { x: tensor('float32', [floats], data) }, meta: { id: `r${floats}` } });
+  await publishFrame(nc, js, `t.${floats}`, frame, { msgID: `m-${floats}` });
+  const m = await jsm.streams.getMessage('T', { last_by_subj: `t.${floats}` });
+  const bytes = await receiveFrame(nc, m!.data, m!.header);
+  const back = decodeFrame(bytes);
+  assert.equal(back.meta?.id, `r${floats}`);
+  assert.deepEqual(new Uint8Array((back.tensors.x!.data as Float32Array).buffer, (back.tensors.x!.data as Float32Array).byteOffset, data.byteLength), new Uint8Array(data.buffer));
+  return m!;
+}
+
+test('frames transport - a frame under max_payload travels inline', async () => {
+  const m = await roundTrip(1024 * 1024); // 4 MB
+  assert.equal(m.header.get(BLOB_HEADER), '');
+  assert.ok(m.data.byteLength > 4 * 1024 * 1024);
+});
+
+test('frames transport - a frame over max_payload travels by reference through the object store, then is released', async () => {
+  const m = await roundTrip(10 * 1024 * 1024); // 40 MB > 16 MB max_payload
+  const name = m.header.get(BLOB_HEADER);
+  assert.ok(name);
+  assert.equal(m.data.byteLength, 0);
+  const os = await blobStore(nc);
+  assert.ok(await os.info(name));
+  await releaseFrame(nc, m.header);
+  assert.equal((await os.info(name))?.deleted ?? true, true);
+  await assert.rejects(receiveFrame(nc, m.data, m.header), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.CODEC_TRUNCATED);
+});
+
+test('frames transport - a frame over the configured limit is refused with CODEC_TOO_LARGE before anything is sent', async () => {
+  const frame = encodeFrame({ tensors: { x: tensor('float32', [1024], new Float32Array(1024)) } });
+  await assert.rejects(publishFrame(nc, js, 't.big', frame, { maxFrameBytes: 1000 }), (e: unknown) => {
+    assert.ok(e instanceof CleaveError);
+    assert.equal(e.code, ErrorCode.CODEC_TOO_LARGE);
+    assert.match(e.message, /exceeds the 1000-byte limit/);
+    return true;
+  });
+  const info = await jsm.streams.info('T');
+  assert.equal(info.state.subjects?.['t.big'], undefined);
+});
