@@ -33,6 +33,10 @@ export interface GraphNode {
   /** Measured on this host by the profiling pass, when it ran. */
   measuredSeconds?: number;
   outputShapes?: Record<string, Dim[]>;
+  /** Element type of each output (same keys as outputShapes). */
+  outputDtypes?: Record<string, DType>;
+  /** Operator domain when not the default ONNX domain (e.g. 'com.microsoft'). */
+  domain?: string;
 }
 
 export interface GraphEdge {
@@ -60,4 +64,8 @@ export interface PartitionGraph {
   edges: GraphEdge[];
   cuts: Cut[];
   totals?: { flops: number; paramBytes: number; nodes: number };
+  /** Present when the profiling pass ran: timed runs, ORT threads, median whole-run seconds. */
+  profile?: { runs: number; threads: number; runSeconds: number };
+  /** Things the analyzer could not do exactly (e.g. shapes inferred statically because ORT refused the model). */
+  warnings?: string[];
 }

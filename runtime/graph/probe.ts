@@ -1,0 +1,162 @@
+// onnxruntime passes over a copy of the model: a probe run that measures every intermediate tensor's
+// dtype and shape, and a profiling pass that times every node (Chrome-trace kernel events).
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import type { DType } from '../../protocols/graph.js';
+import { encodeModel, onnx } from '../onnx/proto.js';
+
+export interface Feed {
+  dtype: DType;
+  shape: number[];
+}
+
+export interface ProbeOptions {
+  /** onnxruntime intra-op threads (default 1). */
+  threads?: number;
+}
+
+/** A copy of `model` whose node names are `ids` (so ORT's profile events map back to our ids). */
+function namedCopy(model: onnx.IModelProto, ids: readonly string[]): onnx.ModelProto {
+  const copy = onnx.ModelProto.decode(encodeModel(model));
+  (copy.graph?.node ?? []).forEach((n, i) => { n.name = ids[i]; });
+  return copy;
+}
+
+// Loaded on first use: the TF.js path and pure callers never pay for the native binding.
+const loadOrt = () => import('onnxruntime-node');
+
+async function zeroFeeds(feeds: Record<string, Feed>): Promise<Record<string, Tensor>> {
+  const ort = await loadOrt();
+  const out: Record<string, Tensor> = {};
+  for (const [name, f] of Object.entries(feeds)) {
+    const n = f.shape.reduce((a, b) => a * b, 1);
+    const t = f.dtype;
+    const data =
+      t === 'float32' ? new Float32Array(n) : t === 'float64' ? new Float64Array(n)
+      : t === 'int64' ? new BigInt64Array(n) : t === 'uint64' ? new BigUint64Array(n)
+      : t === 'int32' ? new Int32Array(n) : t === 'uint32' ? new Uint32Array(n)
+      : t === 'int16' ? new Int16Array(n) : t === 'uint16' || t === 'float16' || t === 'bfloat16' ? new Uint16Array(n)
+      : t === 'int8' ? new Int8Array(n) : t === 'string' ? Array<string>(n).fill('') : new Uint8Array(n);
+    out[name] = new ort.Tensor(t === 'bfloat16' ? 'float16' : t, data as Float32Array, f.shape);
+  }
+  return out;
+}
+
+async function session(bytes: Uint8Array, opts: InferenceSession.SessionOptions, what: string): Promise<InferenceSession> {
+  const ort = await loadOrt();
+  try {
+    return await ort.InferenceSession.create(bytes, { interOpNumThreads: 1, graphOptimizationLevel: 'disabled', logSeverityLevel: 4, ...opts });
+  } catch (e) {
+    throw new CleaveError(ErrorCode.MODEL_UNSUPPORTED,
+      `onnxruntime cannot load the model for the ${what} (${(e as Error).message.split('\n')[0]}); analyze without --input/--profile to use static shapes only`, { cause: e });
+  }
+}
+
+/**
+ * Dtype and shape of every node output (or of `only` those, plus the graph outputs), measured by one
+ * run on zero-filled inputs of a copy whose graph outputs list those intermediates (outputs of nodes
+ * inside subgraphs excluded).
+ */
+export async function probeShapes(
+  model: onnx.IModelProto, ids: readonly string[], feeds: Record<string, Feed>, opts: ProbeOptions & { only?: ReadonlySet<string> } = {},
+): Promise<Map<string, Feed>> {
+  const copy = namedCopy(model, ids);
+  const g = copy.graph!;
+  g.output ??= [];
+  const inputs = new Set((g.input ?? []).map((v) => v.name));
+  const have = new Set(g.output.map((v) => v.name));
+  // Every extra output stays alive for the whole run (no buffer reuse): expose only what is asked for.
+  for (const n of g.node ?? []) for (const o of n.output ?? []) {
+    if (o && !have.has(o) && !inputs.has(o) && (!opts.only || opts.only.has(o))) { have.add(o); g.output.push(onnx.ValueInfoProto.create({ name: o })); }
+  }
+  const s = await session(encodeModel(copy), { intraOpNumThreads: opts.threads ?? 1 }, 'shape probe');
+  try {
+    let out: InferenceSession.OnnxValueMapType;
+    try {
+      out = await s.run(await zeroFeeds(feeds), { logSeverityLevel: 4 });
+    } catch (e) {
+      // Zero-filled data can legitimately fail (data-dependent shapes), so this is not a shape conflict.
+      throw new CleaveError(ErrorCode.MODEL_UNSUPPORTED,
+        `onnxruntime could not run the model on zero-filled inputs of the sample shapes (${(e as Error).message.split('\n')[0]}); if shapes look wrong, check the --input shapes against the model`, { cause: e });
+    }
+    const shapes = new Map<string, Feed>();
+    for (const [name, v] of Object.entries(out)) {
+      const t = v as Tensor;
+      if (t && Array.isArray(t.dims)) shapes.set(name, { dtype: t.type as DType, shape: [...t.dims] });
+    }
+    return shapes;
+  } finally {
+    await s.release();
+  }
+}
+
+export interface ProfileOptions extends ProbeOptions {
+  /** Timed runs after one warm-up run (default 3). */
+  runs?: number;
+}
+
+/**
+ * Seconds per node id: the median over `runs` timed runs of the node's kernel time, read from
+ * onnxruntime's Chrome-trace profile (events `<node name>_kernel_time`, cat "Node").
+ */
+export async function profileNodes(
+  model: onnx.IModelProto, ids: readonly string[], feeds: Record<string, Feed>, opts: ProfileOptions = {},
+): Promise<{ perNode: Map<string, number>; runSeconds: number }> {
+  const runs = Math.max(1, opts.runs ?? 3);
+  const dir = await mkdtemp(join(tmpdir(), 'cleave-profile-'));
+  try {
+    const s = await session(encodeModel(namedCopy(model, ids)), {
+      intraOpNumThreads: opts.threads ?? 1, enableProfiling: true, profileFilePrefix: join(dir, 'ort'),
+    }, 'profiling pass');
+    const tensors = await zeroFeeds(feeds);
+    try {
+      for (let r = 0; r <= runs; r++) await s.run(tensors);
+    } finally {
+      s.endProfiling();
+      await s.release();
+    }
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.json'));
+    if (files.length === 0) throw new CleaveError(ErrorCode.INTERNAL, 'onnxruntime wrote no profile file; rerun without --profile');
+    const events = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as TraceEvent[];
+    return parseProfile(events, runs);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export interface TraceEvent {
+  cat?: string;
+  name?: string;
+  ts?: number;
+  dur?: number;
+}
+
+/** Per-node median kernel seconds over the last `runs` model_run spans (the warm-up run is dropped). */
+export function parseProfile(events: readonly TraceEvent[], runs: number): { perNode: Map<string, number>; runSeconds: number } {
+  const spans = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => (a.ts ?? 0) - (b.ts ?? 0));
+  const timed = spans.slice(-runs);
+  const perRun: Map<string, number>[] = timed.map(() => new Map());
+  const SUFFIX = '_kernel_time';
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name?.endsWith(SUFFIX)) continue;
+    const ts = e.ts ?? 0;
+    const r = timed.findIndex((sp) => ts >= (sp.ts ?? 0) && ts <= (sp.ts ?? 0) + (sp.dur ?? 0));
+    if (r < 0) continue;
+    const id = e.name.slice(0, -SUFFIX.length);
+    perRun[r].set(id, (perRun[r].get(id) ?? 0) + (e.dur ?? 0) / 1e6);
+  }
+  const ids = new Set(perRun.flatMap((m) => [...m.keys()]));
+  const perNode = new Map<string, number>();
+  for (const id of ids) perNode.set(id, median(perRun.map((m) => m.get(id) ?? 0)));
+  return { perNode, runSeconds: median(timed.map((sp) => (sp.dur ?? 0) / 1e6)) };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return 0;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
