@@ -1,29 +1,103 @@
-// Executor: serves one partition at a time for its stage; its lifecycle is the executor-lifecycle machine.
-// Registers cores and memory as capabilities; the state in the roster is the machine's state.
+// Executor: serves one stage of a deployment at a time; its lifecycle is the executor-lifecycle machine.
+// Control: `assign { run, epoch, stage }` loads the stage's partition and joins its consumer (answering
+// once serving), `release` drains it. Registers cores, memory and measured speed as capabilities.
 import { availableParallelism, totalmem, freemem } from 'node:os';
-import { createActor, fromPromise } from 'xstate';
+import { createActor, fromPromise, waitFor } from 'xstate';
 import { executorLifecycle, type PartitionAssignment } from '../protocols/machines/executor-lifecycle.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import type { ActorFactory } from '../runtime/actor/host.js';
+import { getArtifact, loadDeployment } from '../runtime/pipeline/store.js';
+import { StageServer } from '../runtime/executor/stage-server.js';
+import { OrtRunner } from '../runtime/executor/ort-runner.js';
+import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
+import type { Deployment } from '../protocols/deployment.js';
 
-const actor: ActorFactory = (ctx) => {
+const actor: ActorFactory = async (ctx) => {
+  const threads = Number(process.env.CLEAVE_EXECUTOR_THREADS ?? 1);
+  let runner: OrtRunner | undefined;
+  let server: StageServer | undefined;
+  let deployment: Deployment | undefined;
+
   const machine = executorLifecycle.provide({
     actors: {
       loadPartition: fromPromise<void, PartitionAssignment>(async ({ input }) => {
-        throw new CleaveError(ErrorCode.MODEL_UNSUPPORTED, `partition loading arrives with pipeline inference (asked for stage ${input.stage} of run ${input.run})`);
+        deployment = await loadDeployment(ctx.nc, input.run, input.epoch);
+        const stage = deployment.stages[input.stage];
+        if (!stage) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `run ${input.run} epoch ${input.epoch} has no stage ${input.stage}`);
+        const bytes = await getArtifact(ctx.nc, stage.artifact);
+        await runner?.close();
+        runner = await OrtRunner.create(bytes, { intraOpNumThreads: threads });
       }),
     },
   });
   const lifecycle = createActor(machine, { input: {} });
   lifecycle.subscribe((s) => ctx.setState(String(s.value)));
   lifecycle.start();
-  ctx.setCapabilities({ cores: availableParallelism(), memoryBytes: totalmem(), freeMemoryBytes: freemem() });
+
+  const calibration = await calibrateFlopsPerSec({ threads }).catch((e: unknown) => {
+    ctx.log.warn('calibration failed; the planner will assume a default speed', { error: String(e) });
+    return undefined;
+  });
+  ctx.setCapabilities({
+    cores: availableParallelism(),
+    threads,
+    memoryBytes: totalmem(),
+    freeMemoryBytes: freemem(),
+    ...(calibration ? { flopsPerSec: calibration.flopsPerSec } : {}),
+  });
+
+  async function release(): Promise<void> {
+    if (server) {
+      lifecycle.send({ type: 'DRAIN' });
+      await server.drain();
+      server = undefined;
+    }
+  }
+
   return {
+    control: {
+      async assign(req) {
+        const run = String(req.run);
+        const epoch = Number(req.epoch);
+        const stage = Number(req.stage);
+        const s = lifecycle.getSnapshot();
+        if (server && server.deployment.run === run && server.deployment.epoch === epoch && server.index === stage) {
+          return { state: s.value, stage };
+        }
+        await release();
+        lifecycle.send({ type: 'ASSIGN', assignment: { run, epoch, stage, artifact: String(req.artifact ?? '') } });
+        const loaded = await waitFor(lifecycle, (x) => x.matches('ready') || x.matches('failed'), { timeout: 180_000 });
+        if (loaded.matches('failed')) {
+          throw new CleaveError(ErrorCode.STAGE_FAILED, `executor ${ctx.id} could not load stage ${stage} of ${run}: ${loaded.context.error}`, { details: { stage, executor: ctx.id } });
+        }
+        const artifact = deployment!.stages[stage]!.artifact;
+        server = new StageServer(ctx, deployment!, stage, runner!, {
+          reload: async () => {
+            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), { intraOpNumThreads: threads });
+            return runner;
+          },
+          onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),
+          onEnd: () => lifecycle.send({ type: 'WORK_END' }),
+        });
+        await server.start();
+        lifecycle.send({ type: 'START' });
+        ctx.setCapabilities({ run, epoch, stage });
+        return { state: 'serving', stage, inputNames: runner!.inputNames, outputNames: runner!.outputNames };
+      },
+      async release() {
+        await release();
+        return { state: lifecycle.getSnapshot().value };
+      },
+      stats() {
+        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, rssBytes: process.memoryUsage().rss } : { rssBytes: process.memoryUsage().rss };
+      },
+    },
     async start() {
       lifecycle.send({ type: 'REGISTERED' });
     },
     async stop() {
-      lifecycle.send({ type: 'DRAIN' });
+      await release();
+      await runner?.close();
       lifecycle.send({ type: 'STOP' });
     },
   };

@@ -1,9 +1,62 @@
-// GraphAnalyzer: reads models, costs every node and finds where they can be cut (runtime/graph).
-// Domain handlers arrive with their issues; today the actor registers, heartbeats and answers ping/status.
+// GraphAnalyzer: reads models, costs every node and finds where they can be cut (runtime/graph), and
+// extracts one standalone ONNX model per stage of a plan (runtime/onnx/extract). Models and stage files
+// travel through the artifacts object store by sha256; control replies carry only keys and specs.
 import type { ActorFactory } from '../runtime/actor/host.js';
+import { analyzeOnnx } from '../runtime/graph/mod.js';
+import { decodeModel, encodeModel, onnx } from '../runtime/onnx/proto.js';
+import { extractStages } from '../runtime/onnx/extract.js';
+import { getArtifact, putArtifact } from '../runtime/pipeline/store.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
+import { specOf } from '../runtime/pipeline/specs.js';
 
 const actor: ActorFactory = (ctx) => {
   ctx.setState('ready');
-  return {};
+  const models = new Map<string, onnx.ModelProto>();
+  async function model(key: unknown): Promise<onnx.ModelProto> {
+    if (typeof key !== 'string' || !key.startsWith('sha256-')) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'name the model by its artifact key (`sha256-…`); upload it with putArtifact first');
+    let m = models.get(key);
+    if (!m) {
+      m = decodeModel(await getArtifact(ctx.nc, key));
+      models.set(key, m);
+    }
+    return m;
+  }
+  return {
+    control: {
+      async analyze(req) {
+        const m = await model(req.artifact);
+        return analyzeOnnx(m, { inputs: req.inputs as Record<string, number[]> | undefined, profile: Boolean(req.profile), modelPath: typeof req.name === 'string' ? req.name : undefined });
+      },
+      async split(req) {
+        const m = await model(req.artifact);
+        const stages = req.stages as string[][];
+        if (!Array.isArray(stages) || stages.length === 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'split needs `stages`: a list of node-id lists, one per stage');
+        const result = await extractStages(m, stages);
+        const out = [];
+        for (const s of result.stages) {
+          const bytes = encodeModel(s.model);
+          const key = await putArtifact(ctx.nc, bytes);
+          const g = s.model.graph!;
+          const initializerBytes = (g.initializer ?? []).reduce((a, t) => a + (t.rawData?.byteLength ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * ((t.int64Data?.length ?? 0) + (t.doubleData?.length ?? 0)), 0);
+          out.push({
+            index: s.index,
+            artifact: key,
+            artifactBytes: bytes.byteLength,
+            paramBytes: initializerBytes,
+            nodes: s.nodes,
+            inputs: (g.input ?? []).filter((v) => s.inputs.includes(v.name ?? '')).map(specOf),
+            outputs: (g.output ?? []).map(specOf),
+          });
+        }
+        const g = m.graph!;
+        const inits = new Set((g.initializer ?? []).map((t) => t.name));
+        return {
+          stages: out,
+          inputs: (g.input ?? []).filter((v) => !inits.has(v.name)).map(specOf),
+          outputs: (g.output ?? []).map(specOf),
+        };
+      },
+    },
+  };
 };
 export default actor;

@@ -38,6 +38,9 @@ export const ErrorCode = {
   STAGE_FAILED: 'STAGE_FAILED',
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   ARTIFACT_INTEGRITY: 'ARTIFACT_INTEGRITY',
+  // executor: the inference worker died (create a new runner) / was closed by its owner
+  RUNNER_FAILED: 'RUNNER_FAILED',
+  RUNNER_CLOSED: 'RUNNER_CLOSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -142,7 +142,8 @@ export async function waitForActors(nc: NatsConnection, wanted: { role: Role; id
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const live = await listActors(nc).catch(() => [] as ActorRecord[]);
-    const missing = wanted.filter((w) => !live.some((a) => a.role === w.role && a.id === w.id));
+    // Registered and settled: an executor is `joining` until its lifecycle reaches idle.
+    const missing = wanted.filter((w) => !live.some((a) => a.role === w.role && a.id === w.id && a.state !== 'starting' && a.state !== 'joining'));
     if (missing.length === 0) return live;
     const dead = procs.find((p) => missing.some((m) => m.id === p.id) && (p.child.exitCode !== null || !isAlive(p.pid)));
     if (dead) {

@@ -1,0 +1,327 @@
+// OrtRunner: one ONNX partition in an onnxruntime session on a worker thread, so inference never blocks
+// the executor's event loop (NATS heartbeats, acks). Runs queue in order; tensors cross by transfer.
+import { Worker } from 'node:worker_threads';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import type { Tensor } from '../../protocols/tensor-codec.js';
+import { checkOrtTensor, prepareTransfer, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
+import type { FromWorker, SessionWorkerData, ToWorker } from './session-worker.js';
+
+export type { OrtValueInfo } from './ort-tensors.js';
+
+const WORKER_ENTRY = new URL('./session-worker.mjs', import.meta.url);
+
+export interface OrtRunnerOptions {
+  /** Threads inside one operator. Default 1 (the speed calibrateFlopsPerSec measures); 0 = ORT's choice. */
+  intraOpNumThreads?: number;
+  /** Threads across operators (parallel execution mode only). Default 1. */
+  interOpNumThreads?: number;
+  /** ORT graph optimisation. Default 'all'. */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Default 'sequential'. */
+  executionMode?: 'sequential' | 'parallel';
+  /** Called once when the worker dies or fails (state becomes 'failed'); pending runs are rejected too. */
+  onError?: (error: CleaveError) => void;
+}
+
+/** 'ready' takes runs; 'closing' drains the runs already taken; 'failed' and 'closed' are final. */
+export type OrtRunnerState = 'ready' | 'closing' | 'closed' | 'failed';
+
+interface Pending {
+  resolve: (outputs: Record<string, Tensor>) => void;
+  reject: (e: CleaveError) => void;
+}
+
+/** Test hooks, not API. */
+export const runnerInternals = {
+  /** Make the worker throw (uncaught) or exit once the runs taken before this call are done. */
+  crash(r: OrtRunner, how: 'throw' | 'exit'): void { r['post']({ type: 'crash', how }); },
+  /** The worker's thread id; -1 once the thread has exited. */
+  threadId(r: OrtRunner): number { return r['worker'].threadId; },
+};
+
+export class OrtRunner {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** Per input: dtype and shape, symbolic dims as names (see OrtValueInfo). */
+  readonly inputMetadata: readonly OrtValueInfo[];
+  readonly outputMetadata: readonly OrtValueInfo[];
+
+  private readonly worker: Worker;
+  private readonly abandon: Int32Array;
+  private readonly onError?: (error: CleaveError) => void;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private currentState: OrtRunnerState = 'ready';
+  private failureError?: CleaveError;
+  private lastRunMsValue = 0;
+  private readonly exited: Promise<void>;
+
+  /**
+   * Load `modelBytes` into a session on a new worker thread. The bytes are copied once to the worker
+   * (the caller keeps them). Rejects with MODEL_INVALID when onnxruntime refuses the model, or
+   * RUNNER_FAILED when the worker cannot start.
+   */
+  static async create(modelBytes: Uint8Array, opts: OrtRunnerOptions = {}): Promise<OrtRunner> {
+    if (!(modelBytes instanceof Uint8Array)) {
+      throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'OrtRunner.create needs the model as a Uint8Array; read the .onnx file first');
+    }
+    const abandon = new Int32Array(new SharedArrayBuffer(4));
+    const data: SessionWorkerData = {
+      cleaveSessionWorker: true,
+      model: modelBytes,
+      abandon,
+      options: {
+        intraOpNumThreads: opts.intraOpNumThreads ?? 1,
+        interOpNumThreads: opts.interOpNumThreads ?? 1,
+        graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+        executionMode: opts.executionMode ?? 'sequential',
+        logSeverityLevel: 4, // ORT's errors reach the caller in the CleaveError; keep them off stderr
+      },
+    };
+    const worker = new Worker(WORKER_ENTRY, { workerData: data, execArgv: workerExecArgv(process.execArgv) });
+    const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
+      const cleanup = (): void => { worker.off('message', onMessage); worker.off('error', onCrash); worker.off('exit', onExit); };
+      const onMessage = (m: FromWorker): void => {
+        cleanup();
+        if (m.type === 'ready') return resolve(m);
+        void worker.terminate();
+        reject(m.type === 'loadFailed' ? CleaveError.fromWire(m.error) : new CleaveError(ErrorCode.INTERNAL, `session worker sent '${m.type}' before it was ready`));
+      };
+      const onCrash = (e: Error): void => {
+        cleanup();
+        void worker.terminate();
+        reject(new CleaveError(ErrorCode.RUNNER_FAILED, `the inference worker failed while loading the model: ${e.message}; check that onnxruntime-node and tsx are installed`, { cause: e }));
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        reject(new CleaveError(ErrorCode.RUNNER_FAILED, `the inference worker exited (code ${code}) while loading the model; see its stderr`));
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onCrash);
+      worker.on('exit', onExit);
+    });
+    return new OrtRunner(worker, abandon, ready, opts.onError);
+  }
+
+  private constructor(worker: Worker, abandon: Int32Array, ready: Extract<FromWorker, { type: 'ready' }>, onError?: (error: CleaveError) => void) {
+    this.worker = worker;
+    this.abandon = abandon;
+    this.onError = onError;
+    this.inputMetadata = ready.inputs;
+    this.outputMetadata = ready.outputs;
+    this.inputNames = ready.inputs.map((i) => i.name);
+    this.outputNames = ready.outputs.map((o) => o.name);
+    worker.on('message', (m: FromWorker) => this.onMessage(m));
+    worker.on('error', (e) => this.fail(new CleaveError(ErrorCode.RUNNER_FAILED, `the inference worker crashed: ${e.message}; create a new runner (reload the partition)`, { cause: e })));
+    worker.on('messageerror', (e) => this.fail(new CleaveError(ErrorCode.RUNNER_FAILED, `a message from the inference worker could not be read: ${e.message}; create a new runner`, { cause: e })));
+    this.exited = new Promise((resolve) => worker.once('exit', (code) => {
+      if (this.currentState === 'closing') {
+        this.currentState = 'closed';
+        this.rejectAll(new CleaveError(ErrorCode.RUNNER_CLOSED, 'the runner was closed before this run finished'));
+      } else if (this.currentState === 'ready') {
+        this.fail(new CleaveError(ErrorCode.RUNNER_FAILED, `the inference worker exited unexpectedly (code ${code}); create a new runner (reload the partition)`));
+      }
+      resolve();
+    }));
+    worker.unref(); // an idle runner does not keep the process alive; taken runs and closing do (ref()).
+  }
+
+  get state(): OrtRunnerState {
+    return this.currentState;
+  }
+
+  /** Why the runner failed (state 'failed'). */
+  get failure(): CleaveError | undefined {
+    return this.failureError;
+  }
+
+  /** Milliseconds the last successful run spent inside session.run on the worker (the rest is the hop). */
+  get lastRunMs(): number {
+    return this.lastRunMsValue;
+  }
+
+  /** Runs taken and not yet settled. */
+  get pendingRuns(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Run the partition. Runs execute one at a time in call order. Feeds are checked here first
+   * (INPUT_INVALID: unknown or missing input, dtype ORT cannot take or the model does not declare,
+   * rank or fixed dim that differs from the model); ORT's own failures reject with STAGE_FAILED and
+   * leave the runner usable. A dead worker rejects with RUNNER_FAILED, a closed runner with RUNNER_CLOSED.
+   *
+   * Ownership: a feed whose typed array spans its whole ArrayBuffer is transferred to the worker and is
+   * detached (length 0) when run() returns; pass a copy to keep it. A feed that views part of a larger
+   * buffer (e.g. a tensor decoded from a frame) is copied once. Outputs own their buffers.
+   */
+  run(feeds: Record<string, Tensor>, outputNames?: string[]): Promise<Record<string, Tensor>> {
+    let wire: WireTensor[];
+    let transfer: ArrayBuffer[];
+    try {
+      this.assertUsable();
+      wire = this.checkFeeds(feeds);
+      if (outputNames !== undefined) this.checkOutputNames(outputNames);
+      transfer = prepareTransfer(wire);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const id = this.nextId++;
+    const msg: ToWorker = { type: 'run', id, feeds: wire, outputNames: outputNames && [...outputNames] };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      try {
+        this.worker.postMessage(msg, transfer);
+      } catch {
+        // A buffer the runtime marks untransferable: send copies instead.
+        for (const t of wire) if (!Array.isArray(t.data)) t.data = t.data.slice() as typeof t.data;
+        try {
+          this.worker.postMessage(msg, prepareTransfer(wire));
+        } catch (e) {
+          this.settle(id);
+          reject(new CleaveError(ErrorCode.INPUT_INVALID, `feeds could not be sent to the inference worker: ${(e as Error).message}`, { cause: e }));
+        }
+      }
+    });
+  }
+
+  /**
+   * End the worker. By default the runs already taken finish first. `force` rejects them at once with
+   * RUNNER_CLOSED and the worker skips those it has not started; a run already inside onnxruntime
+   * cannot be interrupted, so the worker exits after it (at most one run's time). Resolves when the
+   * worker thread has exited. Idempotent; on a failed runner it waits for the thread to end.
+   */
+  async close(opts: { force?: boolean } = {}): Promise<void> {
+    if (this.currentState === 'ready') {
+      this.currentState = 'closing';
+      this.worker.ref();
+      this.post({ type: 'close' });
+    }
+    if (this.currentState === 'closing' && opts.force) this.abandonRuns(new CleaveError(ErrorCode.RUNNER_CLOSED, 'the runner was closed (force) before this run finished'));
+    await this.exited;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private post(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'result': {
+        const p = this.settle(m.id);
+        this.lastRunMsValue = m.runMs;
+        const out: Record<string, Tensor> = {};
+        for (const t of m.outputs) out[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data };
+        p?.resolve(out);
+        return;
+      }
+      case 'runFailed':
+        this.settle(m.id)?.reject(CleaveError.fromWire(m.error));
+        return;
+      case 'closed':
+        // Idle and its session released: ending the thread now is safe (see SessionWorkerData.abandon).
+        void this.worker.terminate();
+        return;
+      default:
+        this.fail(new CleaveError(ErrorCode.INTERNAL, `the inference worker sent an unexpected '${m.type}' message`));
+    }
+  }
+
+  private settle(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    this.pending.delete(id);
+    if (this.pending.size === 0 && this.currentState === 'ready') this.worker.unref();
+    return p;
+  }
+
+  /** Stop waiting: reject every taken run and tell the worker to skip those it has not started. */
+  private abandonRuns(e: CleaveError): void {
+    Atomics.store(this.abandon, 0, 1);
+    this.rejectAll(e);
+  }
+
+  private rejectAll(e: CleaveError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(e);
+  }
+
+  private fail(e: CleaveError): void {
+    if (this.currentState === 'failed' || this.currentState === 'closed') return;
+    const wasReady = this.currentState === 'ready';
+    this.currentState = 'failed';
+    this.failureError = e;
+    this.abandonRuns(e);
+    // A worker still alive (e.g. one that sent an unreadable message) is asked to exit, never terminated mid-run.
+    if (wasReady) this.post({ type: 'close' });
+    this.worker.ref();
+    this.onError?.(e);
+  }
+
+  private assertUsable(): void {
+    if (this.currentState === 'failed') {
+      throw new CleaveError(ErrorCode.RUNNER_FAILED, `the runner failed earlier (${this.failureError?.message}); create a new runner`, { cause: this.failureError });
+    }
+    if (this.currentState !== 'ready') throw new CleaveError(ErrorCode.RUNNER_CLOSED, 'the runner is closed; create a new runner to run this partition again');
+  }
+
+  private checkFeeds(feeds: Record<string, Tensor>): WireTensor[] {
+    if (feeds === null || typeof feeds !== 'object') throw new CleaveError(ErrorCode.INPUT_INVALID, 'feeds must be an object of named tensors');
+    const wire: WireTensor[] = [];
+    const wanted = new Map(this.inputMetadata.map((m) => [m.name, m]));
+    for (const [name, t] of Object.entries(feeds)) {
+      const info = wanted.get(name);
+      if (!info) {
+        throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is not an input of this partition; it takes ${this.inputNames.map((n) => `'${n}'`).join(', ')}`, { details: { tensor: name } });
+      }
+      checkOrtTensor(name, t);
+      if (info.dtype !== undefined && t.dtype !== info.dtype) {
+        throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is ${t.dtype} but the partition takes ${info.dtype}; cast it before sending`, { details: { tensor: name, dtype: t.dtype, expected: info.dtype } });
+      }
+      // An empty declared shape means either a scalar or no declared shape: check only declared ranks.
+      if (info.shape.length > 0) {
+        const dimsOk = t.shape.length === info.shape.length && info.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
+        if (!dimsOk) {
+          throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' has shape [${t.shape.join(',')}] but the partition takes [${info.shape.join(',')}]; reshape it (named dims may take any size)`, { details: { tensor: name, shape: t.shape, expected: info.shape } });
+        }
+      }
+      wire.push({ name, dtype: t.dtype, shape: [...t.shape], data: t.data });
+    }
+    const missing = this.inputNames.filter((n) => !Object.hasOwn(feeds, n));
+    if (missing.length > 0) {
+      throw new CleaveError(ErrorCode.INPUT_INVALID, `missing input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}; feed every input of the partition`, { details: { missing } });
+    }
+    return wire;
+  }
+
+  private checkOutputNames(names: string[]): void {
+    if (!Array.isArray(names) || names.length === 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'outputNames must be a non-empty array of output names, or left out for all outputs');
+    const known = new Set(this.outputNames);
+    const unknown = names.filter((n) => !known.has(n));
+    if (unknown.length > 0) {
+      throw new CleaveError(ErrorCode.BAD_ARGUMENT, `unknown output${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `'${n}'`).join(', ')}; this partition has ${this.outputNames.map((n) => `'${n}'`).join(', ')}`, { details: { unknown } });
+    }
+  }
+}
+
+/**
+ * The parent's node options minus those a Worker refuses: a parent started as `node --input-type=module
+ * -e ...` would otherwise fail every worker with ERR_INPUT_TYPE_NOT_ALLOWED.
+ */
+export function workerExecArgv(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i];
+    if (/^--(input-type|eval|print)=/.test(a)) continue;
+    if (['--input-type', '--eval', '-e', '--print', '-p'].includes(a)) { i++; continue; }
+    out.push(a);
+  }
+  return out;
+}

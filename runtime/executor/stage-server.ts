@@ -1,0 +1,249 @@
+// Serves one stage of a deployment: pulls the stage's work from its durable consumer (shared by every
+// replica), runs the partition off the main thread, publishes what the next stage needs, and acks only
+// after that publish is safely stored. Failures are reported to the caller with stage and executor.
+import { AckPolicy, type JsMsg } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import { CleaveError, ErrorCode, asCleaveError } from '../../protocols/errors.js';
+import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
+import { dedupId, workDurable, workSubject, type DeployedStage, type Deployment, type WorkMeta } from '../../protocols/deployment.js';
+import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { publishFrame, receiveFrame, releaseFrame } from '../nats/frames.js';
+import { consumerSpan, injectTrace } from '../tracing.js';
+import type { ActorContext } from '../actor/host.js';
+import type { OrtRunner } from './ort-runner.js';
+
+export interface StageStats {
+  served: number;
+  failed: number;
+  computeMs: number;
+  inBytes: number;
+  outBytes: number;
+  since: number;
+}
+
+export interface StageServerOptions {
+  /** Messages worked on at once: one in the model, one being received or published. */
+  slots?: number;
+  /** Makes a fresh runner when the current one has failed (its worker crashed). */
+  reload?: () => Promise<OrtRunner>;
+  /** Called around each request, for the lifecycle machine's in-flight count. */
+  onBegin?: () => void;
+  onEnd?: () => void;
+}
+
+/** Creates the stage's durable consumer if missing; every replica binds to the same one. */
+export async function ensureStageConsumer(ctx: Pick<ActorContext, 'jsm'>, d: Deployment, stage: number): Promise<void> {
+  const durable = workDurable(d.run, d.epoch, stage);
+  try {
+    await ctx.jsm.consumers.info(Stream.WORK, durable);
+  } catch {
+    await ctx.jsm.consumers
+      .add(Stream.WORK, {
+        durable_name: durable,
+        filter_subject: workSubject(d.run, d.epoch, stage),
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: d.ackWaitMs * 1_000_000,
+        max_deliver: d.maxDeliver,
+        max_ack_pending: 256,
+      })
+      .catch(async (e) => {
+        await ctx.jsm.consumers.info(Stream.WORK, durable).catch(() => {
+          throw e;
+        });
+      });
+  }
+}
+
+export class StageServer {
+  readonly stats: StageStats = { served: 0, failed: 0, computeMs: 0, inBytes: 0, outBytes: 0, since: Date.now() };
+  private stopped = false;
+  private loops: Promise<void>[] = [];
+  private readonly stage: DeployedStage;
+
+  constructor(
+    private readonly ctx: ActorContext,
+    readonly deployment: Deployment,
+    stageIndex: number,
+    private runner: OrtRunner,
+    private readonly options: StageServerOptions = {},
+  ) {
+    this.stage = deployment.stages[stageIndex]!;
+  }
+
+  get index(): number {
+    return this.stage.index;
+  }
+
+  async start(): Promise<void> {
+    await ensureStageConsumer(this.ctx, this.deployment, this.stage.index);
+    const consumer = await this.ctx.js.consumers.get(Stream.WORK, workDurable(this.deployment.run, this.deployment.epoch, this.stage.index));
+    const slots = this.options.slots ?? 2;
+    // One pull per slot, one message at a time: large pull buffers collapse throughput on MB messages,
+    // and a replica must not hoard work its siblings could take.
+    for (let i = 0; i < slots; i++) {
+      this.loops.push(
+        (async () => {
+          while (!this.stopped) {
+            let m: JsMsg | null = null;
+            try {
+              m = await consumer.next({ expires: 2000 });
+            } catch (e) {
+              if (this.stopped) break;
+              this.ctx.log.warn('pull failed; retrying', { error: String(e) });
+              await new Promise((r) => setTimeout(r, 500));
+              continue;
+            }
+            if (!m) continue;
+            if (this.stopped) {
+              m.nak();
+              break;
+            }
+            await this.handle(m);
+          }
+        })(),
+      );
+    }
+  }
+
+  private reloading: Promise<void> | undefined;
+
+  private reloadRunner(): Promise<void> {
+    if (!this.options.reload || this.runner.state !== 'failed') return Promise.resolve();
+    this.reloading ??= this.options
+      .reload()
+      .then((r) => {
+        this.runner = r;
+        this.ctx.log.warn('inference worker failed; partition reloaded', { stage: this.stage.index });
+      })
+      .catch((e) => this.ctx.log.error('could not reload the partition', { error: String(e) }))
+      .finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  /** Stops pulling; resolves when the requests in hand are done (published and acked, or nak'ed). */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    await Promise.allSettled(this.loops);
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    this.options.onBegin?.();
+    const working = setInterval(() => m.working(), Math.max(1000, this.deployment.ackWaitMs / 3));
+    try {
+      await consumerSpan(m.subject, m.headers, async (span) => {
+        span.setAttribute('cleave.stage', this.stage.index);
+        await this.process(m);
+      }).catch((e) => {
+        // process() settles every message itself; reaching here is a bug: say so, and let it redeliver.
+        this.ctx.log.error('unexpected failure handling a request; it will be redelivered', { error: String(e), stack: (e as Error).stack });
+      });
+    } finally {
+      clearInterval(working);
+      this.options.onEnd?.();
+    }
+  }
+
+  private async process(m: JsMsg): Promise<void> {
+    const waitStart = Number(m.info.timestampNanos) / 1e6;
+    let bytes: Uint8Array;
+    let meta: WorkMeta;
+    let tensors: Record<string, Tensor>;
+    try {
+      bytes = await receiveFrame(this.ctx.nc, m.data, m.headers);
+      const frame = decodeFrame(bytes);
+      meta = frame.meta as unknown as WorkMeta;
+      tensors = frame.tensors;
+      if (!meta || typeof meta.req !== 'string' || typeof meta.reply !== 'string') throw new CleaveError(ErrorCode.BAD_MESSAGE, 'work message has no request id or reply subject');
+    } catch (e) {
+      await this.deadLetter(m, undefined, asCleaveError(e));
+      return;
+    }
+    const takenAt = Date.now();
+    this.ctx.log.debug('took request', { req: meta.req, stage: this.stage.index, delivery: m.info.deliveryCount, bytes: bytes.byteLength });
+    let outputs: Record<string, Tensor>;
+    const t0 = performance.now();
+    try {
+      const feeds: Record<string, Tensor> = {};
+      for (const spec of this.stage.inputs) {
+        const t = tensors[spec.name];
+        if (!t) throw new CleaveError(ErrorCode.INPUT_INVALID, `stage ${this.stage.index} needs '${spec.name}', which the message lacks`);
+        // The runner transfers buffers a tensor owns to its worker (they come back empty): a tensor this
+        // stage also passes on goes in as a copy.
+        feeds[spec.name] = this.stage.forward.includes(spec.name) && t.dtype !== 'string' ? { ...t, data: (t.data as Float32Array).slice() } : t;
+      }
+      outputs = await this.runner.run(feeds);
+    } catch (e) {
+      const err = asCleaveError(e);
+      // A crashed worker is this executor's problem, not the request's: hand the request back (a replica,
+      // or this executor once its partition is reloaded, takes it) — up to the delivery limit.
+      if ((err.code === ErrorCode.RUNNER_FAILED || err.code === ErrorCode.RUNNER_CLOSED) && m.info.deliveryCount < this.deployment.maxDeliver) {
+        m.nak(500);
+        this.stats.failed++;
+        await this.reloadRunner();
+        return;
+      }
+      await this.deadLetter(m, meta, err);
+      return;
+    }
+    const computeMs = performance.now() - t0;
+    const last = this.stage.index === this.deployment.stages.length - 1;
+    const out: Record<string, Tensor> = {};
+    for (const name of this.stage.forward) {
+      const t = outputs[name] ?? tensors[name];
+      if (t) out[name] = t;
+    }
+    const inBytes = bytes.byteLength;
+    const nextMeta: WorkMeta = {
+      ...meta,
+      stage: this.stage.index + 1,
+      hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes: 0 }],
+    };
+    const frame = encodeFrame({ tensors: out, meta: nextMeta as unknown as Record<string, unknown> });
+    nextMeta.hops[nextMeta.hops.length - 1]!.outBytes = frame.byteLength;
+    const subject = last ? meta.reply : workSubject(meta.run, meta.epoch, this.stage.index + 1);
+    try {
+      const h = natsHeaders();
+      injectTrace(h);
+      await publishFrame(this.ctx.nc, this.ctx.js, subject, frame, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1) });
+    } catch (e) {
+      // Not stored downstream: hand it back for another try rather than lose it.
+      this.ctx.log.warn('publish downstream failed; request goes back to the queue', { req: meta.req, error: String(e) });
+      m.nak(1000);
+      this.stats.failed++;
+      return;
+    }
+    m.ack();
+    this.ctx.log.debug('done', { req: meta.req, stage: this.stage.index, to: subject, computeMs: Math.round(computeMs * 10) / 10 });
+    await releaseFrame(this.ctx.nc, m.headers);
+    this.stats.served++;
+    this.stats.computeMs += computeMs;
+    this.stats.inBytes += inBytes;
+    this.stats.outBytes += frame.byteLength;
+  }
+
+  /** A request this stage cannot serve: the caller gets an error result naming stage and executor,
+   *  the message goes to the dead-letter stream with its reason, and it leaves the queue. */
+  private async deadLetter(m: JsMsg, meta: WorkMeta | undefined, err: CleaveError): Promise<void> {
+    this.stats.failed++;
+    const error = { code: err.code, message: err.message, stage: this.stage.index, executor: this.ctx.id };
+    this.ctx.log.warn('request failed at this stage', { req: meta?.req, ...error });
+    try {
+      if (meta) {
+        const result: WorkMeta = { ...meta, stage: this.deployment.stages.length, error };
+        const h = natsHeaders();
+        h.set(Header.ERROR_CODE, err.code);
+        await publishFrame(this.ctx.nc, this.ctx.js, meta.reply, encodeFrame({ tensors: {}, meta: result as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(meta.req, meta.epoch, this.deployment.stages.length) });
+      }
+      const h = natsHeaders();
+      h.set(Header.PARK_REASON, `stage ${this.stage.index}: ${err.message}`.slice(0, 1024).replace(/[\r\n]+/g, ' '));
+      h.set(Header.PARK_SUBJECT, m.subject);
+      h.set(Header.PARK_ACTOR, `${Role.EXECUTOR}/${this.ctx.id}`);
+      h.set(Header.ERROR_CODE, err.code);
+      await this.ctx.js.publish(Subject.parked(Role.EXECUTOR), m.data, { headers: h });
+      m.term(err.message.slice(0, 200));
+    } catch (e) {
+      this.ctx.log.error('could not dead-letter; leaving it for redelivery', { error: String(e) });
+      m.nak(1000);
+    }
+  }
+}

@@ -1,0 +1,164 @@
+// The inference client: validates inputs against the deployed model before anything enters the
+// pipeline, publishes to stage 0, collects results on its own subject, and gives each caller exactly one
+// answer (de-duplicated by request id), in request order when asked, with bounded in-flight work and timeouts.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import { checkInputs, dedupId, resultSubject, workSubject, type Deployment, type Hop, type WorkMeta } from '../../protocols/deployment.js';
+import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { publishFrame, receiveFrame, releaseFrame } from '../nats/frames.js';
+import { injectTrace, producerSpan } from '../tracing.js';
+import { loadDeployment } from './store.js';
+
+export interface InferenceResult {
+  req: string;
+  seq: number;
+  outputs: Record<string, Tensor>;
+  hops: Hop[];
+  latencyMs: number;
+}
+
+export interface InferenceClientOptions {
+  /** Requests in the pipeline at once; `infer` waits for room beyond that (backpressure). */
+  maxInFlight?: number;
+  /** Per request, from send to result. */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (r: InferenceResult) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  seq: number;
+  sentAt: number;
+}
+
+export class InferenceClient {
+  private readonly id = randomBytes(6).toString('hex');
+  private readonly pending = new Map<string, Pending>();
+  /** Request ids already answered: a late duplicate is dropped, not delivered twice. */
+  private readonly answered = new Set<string>();
+  private readonly waiters: (() => void)[] = [];
+  private sub: Subscription | undefined;
+  private seq = 0;
+  private readonly js: JetStreamClient;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    readonly deployment: Deployment,
+    private readonly options: Required<InferenceClientOptions>,
+  ) {
+    this.js = jetstream(nc);
+  }
+
+  static async open(nc: NatsConnection, run: string, options: InferenceClientOptions = {}): Promise<InferenceClient> {
+    const d = await loadDeployment(nc, run);
+    const c = new InferenceClient(nc, d, { maxInFlight: options.maxInFlight ?? 4, timeoutMs: options.timeoutMs ?? 120_000 });
+    c.listen();
+    return c;
+  }
+
+  get resultSubject(): string {
+    return resultSubject(this.deployment.run, this.id);
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private listen(): void {
+    // Results are stored in CLEAVE_RESULTS too (replay, audit); the live answer comes by subscription.
+    this.sub = this.nc.subscribe(this.resultSubject, {
+      callback: (err, msg) => {
+        if (err) return;
+        void this.onResult(msg.data, msg.headers).catch(() => {});
+      },
+    });
+  }
+
+  private async onResult(data: Uint8Array, headers: Parameters<typeof receiveFrame>[2]): Promise<void> {
+    const bytes = await receiveFrame(this.nc, data, headers);
+    const frame = decodeFrame(bytes);
+    const meta = frame.meta as unknown as WorkMeta;
+    const p = this.pending.get(meta.req);
+    await releaseFrame(this.nc, headers);
+    if (!p || this.answered.has(meta.req)) return;
+    this.answered.add(meta.req);
+    this.pending.delete(meta.req);
+    clearTimeout(p.timer);
+    this.wake();
+    if (meta.error) {
+      p.reject(new CleaveError(ErrorCode.STAGE_FAILED, `request ${meta.req} failed at stage ${meta.error.stage} on executor ${meta.error.executor}: [${meta.error.code}] ${meta.error.message}`, { details: { ...meta.error, req: meta.req } }));
+      return;
+    }
+    p.resolve({ req: meta.req, seq: p.seq, outputs: frame.tensors, hops: meta.hops, latencyMs: Date.now() - p.sentAt });
+  }
+
+  private wake(): void {
+    const w = this.waiters.shift();
+    w?.();
+  }
+
+  /** One request through the pipeline. Bad inputs are refused here, before they enter it. */
+  async infer(inputs: Record<string, Tensor>, reqId: string = randomUUID()): Promise<InferenceResult> {
+    checkInputs(this.deployment.inputs, inputs);
+    while (this.pending.size >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+    const d = this.deployment;
+    const seq = this.seq++;
+    const sentAt = Date.now();
+    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq, sentAt, hops: [] };
+    const result = new Promise<InferenceResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId);
+        this.answered.add(reqId);
+        this.wake();
+        reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, `request ${reqId} got no result within ${this.options.timeoutMs} ms; see \`cleave status\` for the executors of run ${d.run}, and CLEAVE_PARKED for failed work`, { details: { req: reqId } }));
+      }, this.options.timeoutMs);
+      this.pending.set(reqId, { resolve, reject, timer, seq, sentAt });
+    });
+    const subject = workSubject(d.run, d.epoch, 0);
+    try {
+      await producerSpan(subject, async () => {
+        const h = natsHeaders();
+        injectTrace(h);
+        await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
+      });
+    } catch (e) {
+      const p = this.pending.get(reqId);
+      if (p) {
+        clearTimeout(p.timer);
+        this.pending.delete(reqId);
+        this.wake();
+      }
+      throw e;
+    }
+    return result;
+  }
+
+  /** Many requests, results yielded in request order (each as soon as it and all before it are done). */
+  async *inferAll(requests: Iterable<Record<string, Tensor>> | AsyncIterable<Record<string, Tensor>>): AsyncGenerator<InferenceResult | CleaveError> {
+    const inOrder: Promise<InferenceResult | CleaveError>[] = [];
+    let next = 0;
+    for await (const inputs of requests) {
+      inOrder.push(this.infer(inputs).catch((e) => (e instanceof CleaveError ? e : new CleaveError(ErrorCode.INTERNAL, String(e)))));
+      // Yield whatever is ready at the head without blocking new sends.
+      while (next < inOrder.length && (await isSettled(inOrder[next]!))) yield await inOrder[next++]!;
+    }
+    while (next < inOrder.length) yield await inOrder[next++]!;
+  }
+
+  async close(): Promise<void> {
+    this.sub?.unsubscribe();
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, 'client closed before the result arrived'));
+    }
+    this.pending.clear();
+  }
+}
+
+async function isSettled(p: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol();
+  return (await Promise.race([p.then(() => true, () => true), Promise.resolve(marker)])) !== marker;
+}

@@ -1,0 +1,91 @@
+// Pure decisions of the Coordinator: executor profiles from the roster, the deployment record from a
+// plan and its split, and which stage a newly arrived (or orphaned) executor should serve.
+import type { ActorRecord } from '../../protocols/messages.js';
+import type { ExecutorProfile, Plan } from '../../protocols/plan.js';
+import { forwardSets, type DeployedStage, type Deployment, type TensorSpec } from '../../protocols/deployment.js';
+
+/** Assumed speed of an executor that has not measured its own (1 GFLOP/s, a slow core). */
+export const DEFAULT_FLOPS_PER_SEC = 1e9;
+
+export function profilesFromRoster(executors: ActorRecord[]): ExecutorProfile[] {
+  return executors.map((e) => {
+    const c = e.capabilities as { flopsPerSec?: number; freeMemoryBytes?: number; memoryBytes?: number; labels?: string[] };
+    return {
+      id: e.id,
+      flopsPerSec: c.flopsPerSec && c.flopsPerSec > 0 ? c.flopsPerSec : DEFAULT_FLOPS_PER_SEC,
+      memoryBytes: c.freeMemoryBytes ?? c.memoryBytes ?? 1024 ** 3,
+      ...(c.labels ? { labels: c.labels } : {}),
+    };
+  });
+}
+
+export interface SplitStage {
+  index: number;
+  artifact: string;
+  artifactBytes: number;
+  paramBytes?: number;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+export function buildDeployment(args: {
+  run: string;
+  epoch: number;
+  model: string;
+  modelArtifact: string;
+  plan: Plan;
+  split: { stages: SplitStage[]; inputs: TensorSpec[]; outputs: TensorSpec[] };
+  ackWaitMs?: number;
+  maxDeliver?: number;
+}): Deployment {
+  const { plan, split } = args;
+  const forward = forwardSets(
+    split.stages.map((s) => ({ inputs: s.inputs.map((t) => t.name), outputs: s.outputs.map((t) => t.name) })),
+    split.inputs.map((t) => t.name),
+    split.outputs.map((t) => t.name),
+  );
+  const stages: DeployedStage[] = split.stages.map((s, k) => ({
+    index: k,
+    artifact: s.artifact,
+    artifactBytes: s.artifactBytes,
+    ...(s.paramBytes !== undefined ? { paramBytes: s.paramBytes } : {}),
+    inputs: s.inputs,
+    outputs: s.outputs,
+    forward: forward[k]!,
+    executors: [plan.stages[k]!.executor, ...(plan.stages[k]!.replicaExecutors ?? [])],
+    predicted: plan.stages[k]!.predicted,
+  }));
+  return {
+    run: args.run,
+    epoch: args.epoch,
+    model: args.model,
+    modelArtifact: args.modelArtifact,
+    inputs: split.inputs,
+    outputs: split.outputs,
+    stages,
+    plan,
+    createdAt: Date.now(),
+    ackWaitMs: args.ackWaitMs ?? 10_000,
+    maxDeliver: args.maxDeliver ?? 5,
+  };
+}
+
+/**
+ * The stage an extra executor helps most: the one with the longest predicted time per request once
+ * divided among its live executors; a stage left with no live executor comes first.
+ */
+export function stageForNewExecutor(d: Deployment, live: Set<string>): number {
+  let best = -1;
+  let bestLoad = -Infinity;
+  for (const s of d.stages) {
+    const serving = s.executors.filter((e) => live.has(e)).length;
+    const seconds = s.predicted?.stageSeconds ?? s.predicted?.computeSeconds ?? 1;
+    const perRequest = (s.predicted ? (s.predicted.computeSeconds + s.predicted.transferInSeconds + s.predicted.transferOutSeconds) : seconds) || 1e-9;
+    const load = serving === 0 ? Infinity : perRequest / serving;
+    if (load > bestLoad) {
+      bestLoad = load;
+      best = s.index;
+    }
+  }
+  return best;
+}

@@ -1,0 +1,181 @@
+// Multi-process pipeline inference: real nats-server, every actor its own process, real onnxruntime.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import ort from 'onnxruntime-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { suiteServer, suiteConnection } from './helpers/nats.js';
+import { startLocalDeployment } from '../runtime/local-deployment.js';
+import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
+import { InferenceClient } from '../runtime/pipeline/client.js';
+import { sampleInputs } from '../runtime/cli/commands/infer.js';
+import { toOrtTensor, fromOrtTensor } from '../runtime/executor/ort-tensors.js';
+import { compareTensors } from '../runtime/onnx/tensor-compare.js';
+import { controlRequest } from '../runtime/actor/client.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
+import { Role, Stream, Subject, Header } from '../protocols/subjects.js';
+import { workSubject, type Deployment } from '../protocols/deployment.js';
+import { tensor, type Tensor } from '../protocols/tensor-codec.js';
+import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
+
+const server = await suiteServer();
+const nc = await suiteConnection(server.url);
+const home = mkdtempSync(join(tmpdir(), 'cleave-pipeline-'));
+const dep = await startLocalDeployment({
+  servers: [server.url],
+  dataDir: home,
+  writeRunFile: false,
+  executors: 3,
+  roles: [Role.GRAPH_ANALYZER, Role.PLANNER, Role.COORDINATOR],
+});
+after(async () => {
+  await dep.stop();
+  rmSync(home, { recursive: true, force: true });
+});
+
+async function reference(model: string, inputs: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  const s = await ort.InferenceSession.create(await readFile(model), { intraOpNumThreads: 1 });
+  try {
+    const out = await s.run(Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, toOrtTensor(k, t)])));
+    return Object.fromEntries(s.outputNames.map((n) => [n, fromOrtTensor(n, out[n]!)]));
+  } finally {
+    await s.release();
+  }
+}
+
+function assertClose(got: Record<string, Tensor>, want: Record<string, Tensor>, atol = 1e-4): void {
+  for (const [name, w] of Object.entries(want)) {
+    const g = got[name];
+    assert.ok(g, `missing output ${name}`);
+    const cmp = compareTensors({ ...g, dims: g.shape }, { ...w, dims: w.shape }, { rtol: 0, atol });
+    assert.ok(cmp.ok, `${name}: ${cmp.ok ? '' : cmp.message}`);
+  }
+}
+
+async function runAll(d: Deployment, model: string, n: number, shapes: Record<string, number[]> = {}, client?: InferenceClient) {
+  const c = client ?? (await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 60_000 }));
+  try {
+    const inputs = Array.from({ length: n }, (_, i) => sampleInputs(d.inputs, shapes, i));
+    const results = await Promise.all(inputs.map((x) => c.infer(x)));
+    for (let i = 0; i < n; i++) assertClose(results[i]!.outputs, await reference(model, inputs[i]!));
+    return results;
+  } finally {
+    if (!client) await c.close();
+  }
+}
+
+test('pipeline - PP-OCRv4 det across three executor processes equals single-process onnxruntime', async () => {
+  const d = await deployModelFile(nc, OCR_DET_MODEL, {
+    inputs: { x: [1, 3, 320, 320] },
+    // Three stages whatever the planner would prefer on this loaded test machine.
+    constraints: { boundaries: [200, 450] },
+    replicas: 'none',
+  });
+  try {
+    assert.equal(d.stages.length, 3);
+    assert.equal(new Set(d.stages.flatMap((s) => s.executors)).size, 3);
+    const results = await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 320, 320] });
+    for (const r of results) {
+      assert.deepEqual(r.hops.map((h) => h.stage), [0, 1, 2]);
+      assert.equal(new Set(r.hops.map((h) => h.executor)).size, 3);
+    }
+  } finally {
+    await undeploy(nc, d.run);
+  }
+});
+
+// Multi-node models of Debian's libonnx-testdata, with the cuts that make three stages of each.
+const CONFORMANCE: [string, number[]][] = [
+  ['/usr/share/libonnx-testdata/data/node/test_layer_normalization_4d_axis1_expanded/model.onnx', [10, 20]],
+  ['/usr/share/libonnx-testdata/data/node/test_mvn_expanded/model.onnx', [4, 8]],
+  ['/usr/share/libonnx-testdata/data/node/test_dynamicquantizelinear_expanded/model.onnx', [5, 10]],
+];
+
+test('pipeline - conformance models split into several stages give the unsplit outputs', async () => {
+  for (const [model, boundaries] of CONFORMANCE) {
+    const d = await deployModelFile(nc, model, { replicas: 'none', constraints: { boundaries } });
+    try {
+      assert.equal(d.stages.length, 3, `${model} has ${d.stages.length} stage(s)`);
+      await runAll(d, model, 3);
+    } finally {
+      await undeploy(nc, d.run);
+    }
+  }
+});
+
+test('pipeline - bad inputs are refused before they enter the pipeline', async () => {
+  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 64, 64] }, replicas: 'none', maxStages: 2 });
+  const c = await InferenceClient.open(nc, d.run);
+  try {
+    const jsm = await jetstreamManager(nc);
+    const before = (await jsm.streams.info(Stream.WORK, { subjects_filter: workSubject(d.run, d.epoch, 0) })).state.messages;
+    const good = new Float32Array(3 * 64 * 64);
+    const cases: [Record<string, Tensor>, RegExp][] = [
+      [{ image: tensor('float32', [1, 3, 64, 64], good) }, /missing x; unknown image/],
+      [{ x: tensor('float64', [1, 3, 64, 64], new Float64Array(3 * 64 * 64)) }, /'x' is float64 but the model takes float32/],
+      [{ x: tensor('float32', [3, 64, 64], good) }, /rank 3.*rank 4/],
+      [{ x: tensor('float32', [1, 4, 32, 24], new Float32Array(4 * 32 * 24)) }, /has 4 at dim 1 but the model fixes it to 3/],
+    ];
+    for (const [inputs, msg] of cases) {
+      await assert.rejects(c.infer(inputs), (e: unknown) => {
+        assert.ok(e instanceof CleaveError);
+        assert.equal(e.code, ErrorCode.INPUT_INVALID);
+        assert.match(e.message, msg);
+        return true;
+      });
+    }
+    const afterCount = (await jsm.streams.info(Stream.WORK, { subjects_filter: workSubject(d.run, d.epoch, 0) })).state.messages;
+    assert.equal(afterCount, before, 'nothing entered the pipeline');
+    // A message that reaches a stage malformed is dead-lettered with its reason; the executor lives on.
+    const js = jetstream(nc);
+    await js.publish(workSubject(d.run, d.epoch, 0), new Uint8Array([1, 2, 3]));
+    let parked;
+    for (let i = 0; i < 100 && !parked; i++) {
+      parked = await jsm.streams.getMessage(Stream.PARKED, { last_by_subj: Subject.parked(Role.EXECUTOR) }).catch(() => null);
+      if (!parked) await sleep(100);
+    }
+    assert.ok(parked);
+    assert.match(parked.header.get(Header.PARK_REASON), /stage 0/);
+    const r = await c.infer({ x: tensor('float32', [1, 3, 64, 64], good) });
+    assert.deepEqual(r.outputs['sigmoid_0.tmp_0']!.shape, [1, 1, 64, 64]);
+  } finally {
+    await c.close();
+    await undeploy(nc, d.run);
+  }
+});
+
+test('pipeline - a launched executor joins as a replica, and SIGKILL of a replica mid-run loses no request', async () => {
+  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 128, 128] }, replicas: 'none', maxStages: 1, ackWaitMs: 2000, executors: ['executor-1'] });
+  const c = await InferenceClient.open(nc, d.run, { maxInFlight: 6, timeoutMs: 60_000 });
+  try {
+    assert.equal(d.stages.length, 1);
+    // Scaling is launching a process: the coordinator gives the new executor the stage that needs it.
+    await dep.addActor(Role.EXECUTOR, 'executor-4');
+    let runs: { run: string; stages: { executors: string[] }[] }[] = [];
+    for (let i = 0; i < 100; i++) {
+      runs = await controlRequest(nc, Role.COORDINATOR, undefined, { type: 'runs' });
+      if (runs.find((r) => r.run === d.run)?.stages[0]!.executors.includes('executor-4')) break;
+      await sleep(100);
+    }
+    assert.deepEqual(runs.find((r) => r.run === d.run)!.stages[0]!.executors.sort(), ['executor-1', 'executor-4']);
+    const n = 24;
+    const inputs = Array.from({ length: n }, (_, i) => sampleInputs(d.inputs, { x: [1, 3, 128, 128] }, i));
+    const pending = inputs.map((x) => c.infer(x));
+    await sleep(300);
+    const victim = dep.actors.find((a) => a.id === 'executor-4')!;
+    process.kill(victim.pid, 'SIGKILL');
+    const results = await Promise.all(pending);
+    assert.equal(results.length, n);
+    assert.equal(new Set(results.map((r) => r.req)).size, n, 'each request answered exactly once');
+    for (let i = 0; i < n; i += 6) assertClose(results[i]!.outputs, await reference(OCR_DET_MODEL, inputs[i]!));
+    const servedBy = new Set(results.map((r) => r.hops[0]!.executor));
+    assert.ok(servedBy.has('executor-1'));
+  } finally {
+    await c.close();
+    await undeploy(nc, d.run).catch(() => {});
+  }
+});
