@@ -36,7 +36,12 @@ const actor: ActorFactory = (ctx) => {
     if (executors.length === 0) {
       throw new CleaveError(ErrorCode.PLAN_INFEASIBLE, 'no idle executor to deploy on: start one with `cleave actor executor` (or `cleave up --executors N`)');
     }
-    const graph = await controlRequest<PartitionGraph>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'analyze', artifact, inputs: req.inputs, name: req.name }, LONG);
+    // Measured per-node times when every input dim is known (profiling needs to run the model), else FLOPs.
+    const analyze = (profile: boolean) => controlRequest<PartitionGraph>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'analyze', artifact, inputs: req.inputs, name: req.name, profile }, LONG);
+    const graph = req.profile === false ? await analyze(false) : await analyze(true).catch((e) => {
+      ctx.log.info('planning from FLOP estimates: profiling was not possible', { error: String(e) });
+      return analyze(false);
+    });
     const maxStages = typeof req.maxStages === 'number' ? req.maxStages : undefined;
     const plan = await controlRequest<Plan>(
       ctx.nc,
@@ -49,6 +54,7 @@ const actor: ActorFactory = (ctx) => {
         objective: (req.objective as Objective | undefined) ?? 'throughput',
         constraints: { ...((req.constraints as object | undefined) ?? {}), ...(maxStages ? { maxStages } : {}) },
         ...(req.replicas ? { replicas: req.replicas } : {}),
+        ...(graph.profile?.flopsPerSec ? { measuredFlopsPerSec: graph.profile.flopsPerSec } : {}),
       },
       LONG,
     );

@@ -8,8 +8,12 @@ import { extractStages } from '../runtime/onnx/extract.js';
 import { getArtifact, putArtifact } from '../runtime/pipeline/store.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import { specOf } from '../runtime/pipeline/specs.js';
+import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 
-const actor: ActorFactory = (ctx) => {
+const actor: ActorFactory = async (ctx) => {
+  // Measured node times are in this host's seconds; its calibrated speed lets the planner scale them.
+  const calibration = await calibrateFlopsPerSec({ threads: 1 }).catch(() => undefined);
+  ctx.setCapabilities(calibration ? { flopsPerSec: calibration.flopsPerSec } : {});
   ctx.setState('ready');
   const models = new Map<string, onnx.ModelProto>();
   async function model(key: unknown): Promise<onnx.ModelProto> {
@@ -25,7 +29,9 @@ const actor: ActorFactory = (ctx) => {
     control: {
       async analyze(req) {
         const m = await model(req.artifact);
-        return analyzeOnnx(m, { inputs: req.inputs as Record<string, number[]> | undefined, profile: Boolean(req.profile), modelPath: typeof req.name === 'string' ? req.name : undefined });
+        const g = await analyzeOnnx(m, { inputs: req.inputs as Record<string, number[]> | undefined, profile: Boolean(req.profile), modelPath: typeof req.name === 'string' ? req.name : undefined });
+        if (g.profile && calibration) g.profile.flopsPerSec = calibration.flopsPerSec;
+        return g;
       },
       async split(req) {
         const m = await model(req.artifact);

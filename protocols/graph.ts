@@ -65,7 +65,7 @@ export interface PartitionGraph {
   cuts: Cut[];
   totals?: { flops: number; paramBytes: number; nodes: number };
   /** Present when the profiling pass ran: timed runs, ORT threads, median whole-run seconds. */
-  profile?: { runs: number; threads: number; runSeconds: number };
+  profile?: { runs: number; threads: number; runSeconds: number; /** The profiling host's calibrated speed, to scale measured times to other executors. */ flopsPerSec?: number };
   /** Things the analyzer could not do exactly (e.g. shapes inferred statically because ORT refused the model). */
   warnings?: string[];
 }

@@ -6,7 +6,7 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode, asCleaveError } from '../../protocols/errors.js';
 import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
 import { dedupId, workDurable, workSubject, type DeployedStage, type Deployment, type WorkMeta } from '../../protocols/deployment.js';
-import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { byteLength, decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { publishFrame, receiveFrame, releaseFrame } from '../nats/frames.js';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
@@ -193,13 +193,13 @@ export class StageServer {
       if (t) out[name] = t;
     }
     const inBytes = bytes.byteLength;
+    const outBytes = Object.values(out).reduce((a, t) => a + byteLength(t), 0);
     const nextMeta: WorkMeta = {
       ...meta,
       stage: this.stage.index + 1,
-      hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes: 0 }],
+      hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes }],
     };
     const frame = encodeFrame({ tensors: out, meta: nextMeta as unknown as Record<string, unknown> });
-    nextMeta.hops[nextMeta.hops.length - 1]!.outBytes = frame.byteLength;
     const subject = last ? meta.reply : workSubject(meta.run, meta.epoch, this.stage.index + 1);
     try {
       const h = natsHeaders();

@@ -21,6 +21,8 @@ export interface DeployOptions {
   constraints?: Constraints;
   /** Leave executors the plan does not need idle (`none`) or make them replicas (`spare`, default). */
   replicas?: 'none' | 'spare';
+  /** Plan from measured per-node times (default, when inputs are concrete) or FLOP estimates only. */
+  profile?: boolean;
   ackWaitMs?: number;
   maxDeliver?: number;
 }
