@@ -89,7 +89,9 @@ const actor: ActorFactory = async (ctx) => {
         return { state: lifecycle.getSnapshot().value };
       },
       stats() {
-        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, rssBytes: process.memoryUsage().rss } : { rssBytes: process.memoryUsage().rss };
+        // maxRSS is in kilobytes: the process's peak resident memory so far.
+        const mem = { rssBytes: process.memoryUsage().rss, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, ...mem } : mem;
       },
     },
     async start() {

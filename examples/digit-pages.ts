@@ -2,6 +2,7 @@
 // written in lines on a white 3×H×W canvas, normalised the way PP-OCR's detector expects.
 import { createRequire } from 'node:module';
 import { tensor, type Tensor } from '../protocols/tensor-codec.js';
+import { seededRandom } from '../runtime/random.js';
 
 const require = createRequire(import.meta.url);
 type Digit = { get(i: number): number[]; length: number };
@@ -14,8 +15,7 @@ const STD = [0.229, 0.224, 0.225];
 /** Page `index` (deterministic): lines of digits at varying sizes on white, as a [1,3,h,w] float32 tensor. */
 export function digitPage(index: number, h = 640, w = 640): Tensor {
   const gray = new Float32Array(h * w).fill(1);
-  let s = (index + 1) * 2654435761;
-  const rand = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = seededRandom(`page-${index}`);
   let y = 16 + Math.floor(rand() * 20);
   while (y < h - 40) {
     const scale = 1 + Math.floor(rand() * 2); // 28 or 56 px tall digits

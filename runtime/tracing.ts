@@ -62,46 +62,31 @@ export function extractTrace(headers: MsgHdrs | undefined): Context {
 }
 
 /** Runs `fn` in a PRODUCER span `send <subject>`; `fn` gets the span to inject from. */
-export async function producerSpan<T>(subject: string, fn: (span: Span) => Promise<T>, attributes: Record<string, string | number> = {}): Promise<T> {
-  return tracer().startActiveSpan(
-    `send ${subject}`,
-    { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject, ...attributes } },
-    async (span) => {
-      try {
-        return await fn(span);
-      } catch (e) {
-        recordFailure(span, e);
-        throw e;
-      } finally {
-        span.end();
-      }
-    },
-  );
+export function producerSpan<T>(subject: string, fn: (span: Span) => Promise<T>, attributes: Record<string, string | number> = {}): Promise<T> {
+  return inSpan(`send ${subject}`, SpanKind.PRODUCER, subject, context.active(), fn, attributes);
 }
 
 /** Runs `fn` in a CONSUMER span `process <subject>` continuing the trace in the message's headers. */
-export async function consumerSpan<T>(
+export function consumerSpan<T>(
   subject: string,
   headers: MsgHdrs | undefined,
   fn: (span: Span) => Promise<T>,
   attributes: Record<string, string | number> = {},
 ): Promise<T> {
-  const parent = extractTrace(headers);
-  return tracer().startActiveSpan(
-    `process ${subject}`,
-    { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject, ...attributes } },
-    parent,
-    async (span) => {
-      try {
-        return await fn(span);
-      } catch (e) {
-        recordFailure(span, e);
-        throw e;
-      } finally {
-        span.end();
-      }
-    },
-  );
+  return inSpan(`process ${subject}`, SpanKind.CONSUMER, subject, extractTrace(headers), fn, attributes);
+}
+
+function inSpan<T>(name: string, kind: SpanKind, subject: string, parent: Context, fn: (span: Span) => Promise<T>, attributes: Record<string, string | number>): Promise<T> {
+  return tracer().startActiveSpan(name, { kind, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject, ...attributes } }, parent, async (span) => {
+    try {
+      return await fn(span);
+    } catch (e) {
+      recordFailure(span, e);
+      throw e;
+    } finally {
+      span.end();
+    }
+  });
 }
 
 function recordFailure(span: Span, e: unknown): void {

@@ -1,4 +1,4 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -7,7 +7,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { context, trace } from '@opentelemetry/api';
-import { suiteServer, suiteConnection } from './helpers/nats.js';
+import { suiteServer, suiteConnection, onCleanup } from './helpers/nats.js';
 import { ActorHost, type InboxMessage } from '../runtime/actor/host.js';
 import { controlRequest, listActors, sendToInbox } from '../runtime/actor/client.js';
 import { initTracing, tracer } from '../runtime/tracing.js';
@@ -37,7 +37,7 @@ const host = await ActorHost.start(
   }),
   { role: Role.PLANNER, id: 'p-test', servers: [server.url], maxDeliver: 3 },
 );
-after(() => host.stop());
+onCleanup(() => host.stop());
 const nc = await suiteConnection(server.url);
 
 async function parked(count: number): Promise<{ reason: string; code: string; subject: string }[]> {
@@ -148,7 +148,7 @@ test('actor runtime - events are kept in CLEAVE_EVENTS for replay', async () => 
   assert.ok(m!.header.get('traceparent'));
 });
 
-test('actor runtime - a separate actor process drains on SIGTERM: exits 0, deregisters, records stopped', async () => {
+test('actor runtime - a separate actor process drains on SIGTERM: exits 0, deregisters, records stopped', async (t) => {
   const child = spawn(process.execPath, ['bin/cleave.js', 'actor', 'executor', '--id', 'ex-sig'], {
     cwd: projectRoot(),
     env: { ...process.env, NATS_URL: server.url },
@@ -156,11 +156,15 @@ test('actor runtime - a separate actor process drains on SIGTERM: exits 0, dereg
   });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   const deadline = Date.now() + 20_000;
   let me;
-  while (!me && Date.now() < deadline) {
+  // Registered first as `joining`; its lifecycle then reaches `idle`.
+  while (me?.state !== 'idle' && Date.now() < deadline) {
     me = (await listActors(nc)).find((a) => a.id === 'ex-sig');
-    if (!me) await sleep(100);
+    if (me?.state !== 'idle') await sleep(100);
   }
   assert.ok(me, `executor registered (stderr: ${stderr})`);
   assert.equal(me.pid, child.pid);

@@ -48,12 +48,15 @@ test('cli - up --detach, status --json, down: six roles in six distinct processe
   }
 });
 
-test('cli - up in the foreground stops every process on SIGINT', async () => {
+test('cli - up in the foreground stops every process on SIGINT', async (t) => {
   const env = freshHome();
   try {
     const child = spawn(process.execPath, ['bin/cleave.js', 'up', '--executors', '2'], { cwd: projectRoot(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
     const deadline = Date.now() + 60_000;
     while (!out.includes('Ctrl-C') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
     assert.match(out, /executor-2/);

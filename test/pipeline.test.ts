@@ -1,5 +1,5 @@
 // Multi-process pipeline inference: real nats-server, every actor its own process, real onnxruntime.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import ort from 'onnxruntime-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { suiteServer, suiteConnection } from './helpers/nats.js';
+import { suiteServer, suiteConnection, onCleanup } from './helpers/nats.js';
 import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
@@ -32,7 +32,7 @@ const dep = await startLocalDeployment({
   executors: 3,
   roles: [Role.GRAPH_ANALYZER, Role.PLANNER, Role.COORDINATOR],
 });
-after(async () => {
+onCleanup(async () => {
   await dep.stop();
   rmSync(home, { recursive: true, force: true });
 });

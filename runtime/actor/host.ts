@@ -334,11 +334,23 @@ export class ActorHost implements ActorContext {
     await this.behaviour.stop?.(this).catch((e) => this.log.warn('stop hook failed', { error: String(e) }));
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const s of this.subs) s.unsubscribe();
-    await this.publishEvent('stopped', { pid: process.pid }).catch(() => {});
-    await this.kv.delete(`${this.role}.${this.id}`).catch(() => {});
-    await this.nc.drain().catch(() => {});
+    // Each network step is bounded: a drain must end even when the server is already gone.
+    await bounded(this.publishEvent('stopped', { pid: process.pid }), 2000);
+    await bounded(this.kv.delete(`${this.role}.${this.id}`), 2000);
+    if (!(await bounded(this.nc.drain(), 5000))) await this.nc.close().catch(() => {});
     await shutdownTracing();
     this.log.info('stopped');
+  }
+}
+
+/** Resolves true if `p` settles in time (its failure is ignored), false if it had to be given up. */
+async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -2,18 +2,10 @@
 // links) for the planner's property tests and `cleave bench planner`. Same seed, same instance.
 import type { ExecutorProfile, Link } from '../../protocols/plan.js';
 import type { GraphInput } from './model.js';
+import { seededRandom } from '../random.js';
 
-/** mulberry32: small, fast, seedable. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, seeded by a number (the project's one PRNG). */
+export const rng = (seed: number): (() => number) => seededRandom(seed);
 
 const logUniform = (r: () => number, lo: number, hi: number) => Math.exp(Math.log(lo) + r() * (Math.log(hi) - Math.log(lo)));
 

@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ default: (argv: string[]) => Promi
   planner: () => import('../../../bench/planner.js'),
   conformance: () => import('../../../bench/conformance.js'),
   pipeline: () => import('../../../bench/pipeline.js'),
+  executor: () => import('../../../bench/executor.js'),
 };
 
 export default async function bench(argv: string[]): Promise<number> {

@@ -21,6 +21,7 @@ import { compareTensors } from '../../onnx/tensor-compare.js';
 import { toOrtTensor, fromOrtTensor } from '../../executor/ort-tensors.js';
 import { digitPage } from '../../../examples/digit-pages.js';
 import { parseInputs as parseInputShapes } from './analyze.js';
+import { seededRandom } from '../../random.js';
 
 export interface InferReport {
   runId: string;
@@ -250,8 +251,7 @@ export function sampleInputs(specs: TensorSpec[], shapes: Record<string, number[
 
 function noise(dtype: TensorSpec['dtype'], shape: number[], seed: number): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  let s = seed >>> 0 || 1;
-  const r = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const r = seededRandom(seed);
   switch (dtype) {
     case 'float32': {
       const a = new Float32Array(n);

@@ -7,6 +7,8 @@ import type { PartitionGraph } from '../../../protocols/graph.js';
 import type { Constraints, ExecutorProfile, Link, LinkTable, Plan } from '../../../protocols/plan.js';
 import { plan, type GraphInput, type PlanRequest } from '../../planner/mod.js';
 import { fmtB, fmtS } from '../../planner/planner.js';
+import { analyzeModelFile } from '../../graph/mod.js';
+import { parseInputs } from './analyze.js';
 
 const USAGE = `usage: cleave plan <model> [--input NAME=d,d,...]... --executors FILE [options]
        cleave plan --graph GRAPH.json --executors FILE [options]
@@ -102,29 +104,7 @@ export function renderPlan(p: Plan): string {
 }
 
 async function analyze(model: string, inputs: Record<string, number[]>, profile: boolean): Promise<PartitionGraph> {
-  // GraphAnalyzer is a sibling module; load it lazily so `--graph` works without it.
-  const spec = '../../graph/mod.js';
-  let mod: { analyzeModelFile?: (path: string, o: { inputs?: Record<string, number[]>; profile?: boolean }) => Promise<PartitionGraph> };
-  try {
-    mod = await import(spec);
-  } catch (e) {
-    throw new CleaveError(ErrorCode.MODEL_UNSUPPORTED, `cannot load GraphAnalyzer (runtime/graph/mod.ts) to read '${model}'; use --graph GRAPH.json instead`, { cause: e });
-  }
-  if (typeof mod.analyzeModelFile !== 'function') throw new CleaveError(ErrorCode.INTERNAL, 'runtime/graph/mod.ts does not export analyzeModelFile; use --graph GRAPH.json instead');
-  return mod.analyzeModelFile(model, { inputs: Object.keys(inputs).length ? inputs : undefined, profile });
-}
-
-function parseInputs(specs: string[]): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
-  for (const s of specs) {
-    const eq = s.lastIndexOf('=');
-    const dims = eq > 0 ? s.slice(eq + 1).split(',').map(Number) : [];
-    if (eq <= 0 || dims.length === 0 || dims.some((d) => !Number.isInteger(d) || d < 0)) {
-      throw new CleaveError(ErrorCode.BAD_ARGUMENT, `--input '${s}' must look like NAME=d,d,... with non-negative integer dims, e.g. x=1,3,640,640`);
-    }
-    out[s.slice(0, eq)] = dims;
-  }
-  return out;
+  return analyzeModelFile(model, { inputs: Object.keys(inputs).length ? inputs : undefined, profile });
 }
 
 async function readJson(path: string, what: string): Promise<unknown> {

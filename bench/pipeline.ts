@@ -1,0 +1,231 @@
+// `cleave bench pipeline [--json] [--requests N] [--rounds R] [--size S]`: on PP-OCRv4 det, measured side
+// by side in one run (rounds alternate, medians reported):
+// - a 2-executor pipeline (one intra-op thread each) against single-process onnxruntime with two threads;
+// - per-hop transfer MB/s of 1, 8, 32 MB tensors (codec frame over JetStream, pulled and decoded) against
+//   raw core NATS pub/sub of the same bytes;
+// - throughput with 1, 2, 3 executors on the bottleneck stage;
+// - each executor's peak resident memory above its idle level, next to its partition's parameter and
+//   activation bytes.
+import { parseArgs } from 'node:util';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { jetstream, jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { startNatsServer } from '../runtime/nats/server.js';
+import { startLocalDeployment } from '../runtime/local-deployment.js';
+import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
+import { InferenceClient } from '../runtime/pipeline/client.js';
+import { controlRequest } from '../runtime/actor/client.js';
+import { publishFrame, receiveFrame } from '../runtime/nats/frames.js';
+import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
+import { toOrtTensor } from '../runtime/executor/ort-tensors.js';
+import { digitPage } from '../examples/digit-pages.js';
+import { Role } from '../protocols/subjects.js';
+import { decodeFrame, encodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
+import type { Deployment } from '../protocols/deployment.js';
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+export default async function benchPipeline(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      requests: { type: 'string', default: '24' },
+      rounds: { type: 'string', default: '3' },
+      size: { type: 'string', default: '640' },
+    },
+  });
+  const n = Number(values.requests);
+  const rounds = Number(values.rounds);
+  const size = Number(values.size);
+  const log = (m: string) => !values.json && process.stderr.write(m + '\n');
+  const pages = Array.from({ length: 8 }, (_, i) => digitPage(i, size, size));
+  const input = (i: number) => ({ x: pages[i % pages.length]! });
+
+  const server = await startNatsServer();
+  const home = mkdtempSync(join(tmpdir(), 'cleave-bench-'));
+  const dep = await startLocalDeployment({
+    servers: [server.url],
+    dataDir: home,
+    writeRunFile: false,
+    executors: 4,
+    roles: [Role.GRAPH_ANALYZER, Role.PLANNER, Role.COORDINATOR],
+  });
+  const nc = await connect({ servers: server.url });
+  try {
+    const idleRss: Record<string, number> = {};
+    for (const id of ['executor-1', 'executor-2', 'executor-3', 'executor-4']) {
+      idleRss[id] = (await controlRequest<{ peakRssBytes: number }>(nc, Role.EXECUTOR, id, { type: 'stats' })).peakRssBytes;
+    }
+
+    // ---- pipeline vs monolithic, alternating rounds ----
+    log('deploying a 2-stage pipeline on executor-1 and executor-2 (1 thread each)…');
+    const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, size, size] }, executors: ['executor-1', 'executor-2'], replicas: 'none', maxStages: 2 });
+    const mono = await ort.InferenceSession.create(await readFile(OCR_DET_MODEL), { intraOpNumThreads: 2, interOpNumThreads: 1 });
+    const client = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 300_000 });
+    await runPipeline(client, 4, input); // warm-up: sessions' first runs, JIT, connections
+    for (let i = 0; i < 2; i++) await mono.run({ x: toOrtTensor('x', input(i).x) });
+    const pipe: number[] = [];
+    const single: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      single.push(await runMonolithic(mono, n, input));
+      pipe.push(await runPipeline(client, n, input));
+      log(`round ${r + 1}/${rounds}: pipeline ${pipe[r]!.toFixed(2)} req/s, monolithic ${single[r]!.toFixed(2)} req/s`);
+    }
+    await mono.release();
+
+    const memory = [];
+    for (const s of d.stages) {
+      for (const id of s.executors) {
+        const st = await controlRequest<{ peakRssBytes: number }>(nc, Role.EXECUTOR, id, { type: 'stats' });
+        const partitionBytes = (s.predicted?.paramBytes ?? 0) + (s.predicted?.activationBytes ?? 0);
+        const above = st.peakRssBytes - idleRss[id]!;
+        memory.push({
+          executor: id,
+          stage: s.index,
+          idleRssMB: round(idleRss[id]! / 1e6, 1),
+          peakRssMB: round(st.peakRssBytes / 1e6, 1),
+          aboveIdleMB: round(above / 1e6, 1),
+          paramMB: round((s.predicted?.paramBytes ?? 0) / 1e6, 2),
+          activationMB: round((s.predicted?.activationBytes ?? 0) / 1e6, 2),
+          ratio: round(above / Math.max(1, partitionBytes), 2),
+        });
+      }
+    }
+
+    // ---- replicas of the bottleneck stage ----
+    const bottleneck = d.plan.predicted.bottleneckStage;
+    const replicas = [{ replicas: 1, throughput: median(pipe) }];
+    for (const [k, id] of [[2, 'executor-3'], [3, 'executor-4']] as const) {
+      await controlRequest(nc, Role.EXECUTOR, id, { type: 'assign', run: d.run, epoch: d.epoch, stage: bottleneck }, 120_000);
+      await runPipeline(client, 4, input);
+      const t = [];
+      for (let r = 0; r < Math.max(1, rounds - 1); r++) t.push(await runPipeline(client, n, input));
+      replicas.push({ replicas: k, throughput: median(t) });
+      log(`${k} executors on the bottleneck stage ${bottleneck}: ${median(t).toFixed(2)} req/s`);
+    }
+    await client.close();
+    await undeploy(nc, d.run);
+
+    // ---- transfer per hop vs raw core NATS ----
+    const transfer = [];
+    for (const mb of [1, 8, 32]) {
+      const raw = await rawCoreMBps(server.url, mb);
+      const hop = await hopMBps(nc, mb);
+      transfer.push({ mb, hopMBps: round(hop, 0), rawNatsMBps: round(raw, 0), ratio: round(hop / raw, 2), byReference: mb * 1024 * 1024 > (nc.info?.max_payload ?? 0) });
+      log(`${mb} MB: hop ${hop.toFixed(0)} MB/s, raw core NATS ${raw.toFixed(0)} MB/s`);
+    }
+
+    const report = {
+      model: 'PP-OCRv4 det',
+      input: [1, 3, size, size],
+      requestsPerRound: n,
+      rounds,
+      pipelineThroughput: round(median(pipe)),
+      monolithicThroughput: round(median(single)),
+      ratio: round(median(pipe) / median(single), 3),
+      pipelineRounds: pipe.map((x) => round(x)),
+      monolithicRounds: single.map((x) => round(x)),
+      plan: { stages: d.stages.map((s) => ({ index: s.index, executor: s.executors[0], nodes: d.plan.stages[s.index]!.nodes.length, predictedMs: round((s.predicted?.stageSeconds ?? 0) * 1000) })), bottleneckStage: bottleneck },
+      bottleneckReplicas: replicas.map((r) => ({ ...r, throughput: round(r.throughput) })),
+      transfer,
+      memory,
+      cores: (await import('node:os')).availableParallelism(),
+    };
+    if (values.json) console.log(JSON.stringify(report, null, 2));
+    else console.log(JSON.stringify(report, null, 2));
+    return 0;
+  } finally {
+    await nc.close();
+    await dep.stop();
+    await server.stop();
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+async function runPipeline(client: InferenceClient, n: number, input: (i: number) => Record<string, Tensor>): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: n }, (_, i) => client.infer(input(i))));
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function runMonolithic(s: ort.InferenceSession, n: number, input: (i: number) => Record<string, Tensor>): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await s.run({ x: toOrtTensor('x', input(i).x) });
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** Raw core NATS: the same bytes published and received by a second connection (chunks of 8 MB above max_payload). */
+async function rawCoreMBps(url: string, mb: number): Promise<number> {
+  const pub = await connect({ servers: url });
+  const sub = await connect({ servers: url });
+  try {
+    const total = Math.max(64, mb * 8) * 1024 * 1024;
+    const chunk = Math.min(mb * 1024 * 1024, 8 * 1024 * 1024);
+    const count = Math.ceil(total / chunk);
+    const payload = new Uint8Array(chunk).fill(7);
+    let got = 0;
+    const done = new Promise<void>((resolve) => {
+      sub.subscribe('bench.raw', {
+        callback: () => {
+          if (++got === count) resolve();
+        },
+      });
+    });
+    await sub.flush();
+    const t0 = performance.now();
+    for (let i = 0; i < count; i++) {
+      pub.publish('bench.raw', payload);
+      if (i % 4 === 3) await pub.flush();
+    }
+    await done;
+    return (count * chunk) / 1e6 / ((performance.now() - t0) / 1000);
+  } finally {
+    await pub.close();
+    await sub.close();
+  }
+}
+
+/** One pipeline hop as the stages do it: encode, publishFrame to a memory work queue (PubAck), pull with next(), receive, decode, ack. */
+async function hopMBps(nc: NatsConnection, mb: number): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const name = `BENCH_HOP_${mb}`;
+  await jsm.streams.add({ name, subjects: [`bench.hop.${mb}`], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory });
+  await jsm.consumers.add(name, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
+  const consumerConn = await connect({ servers: nc.getServer() });
+  try {
+    const consumer = await jetstream(consumerConn).consumers.get(name, 'c');
+    const floats = (mb * 1024 * 1024) / 4;
+    const data = new Float32Array(floats).fill(0.5);
+    const count = Math.max(8, Math.ceil(256 / mb));
+    let received = 0;
+    const t0 = performance.now();
+    const consuming = (async () => {
+      while (received < count) {
+        const m = await consumer.next({ expires: 5000 });
+        if (!m) continue;
+        const bytes = await receiveFrame(consumerConn, m.data, m.headers);
+        decodeFrame(bytes);
+        m.ack();
+        received++;
+      }
+    })();
+    const inFlight: Promise<unknown>[] = [];
+    for (let i = 0; i < count; i++) {
+      inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: { t: tensor('float32', [floats], data) }, meta: { i } })));
+      if (inFlight.length >= 2) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    await consuming;
+    return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
+  } finally {
+    await consumerConn.close();
+    await jsm.streams.delete(name);
+  }
+}

@@ -1,0 +1,24 @@
+import { loadModelFile, encodeModel } from './runtime/onnx/proto.ts';
+import { extractStages } from './runtime/onnx/extract.ts';
+import { analyzeOnnx } from './runtime/graph/mod.ts';
+import { OrtRunner } from './runtime/executor/ort-runner.ts';
+import { tensor } from './protocols/tensor-codec.ts';
+const m = await loadModelFile('/usr/share/libonnx-testdata/data/node/test_mvn_expanded/model.onnx');
+const g = await analyzeOnnx(m, {});
+const ids = g.nodes.map(n => n.id);
+const st = [ids.slice(0,4), ids.slice(4,8), ids.slice(8)];
+const r = await extractStages(m, st);
+const s0 = r.stages[0];
+console.log(s0.inputs, s0.outputs);
+const runner = await OrtRunner.create(encodeModel(s0.model));
+console.log('created', runner.inputMetadata);
+const x = tensor('float32', [3,3,3,1], new Float32Array(27).fill(0.5));
+const t = setTimeout(() => { console.log('HUNG', runner.state, runner.pendingRuns); process.exit(1); }, 5000);
+const out = await runner.run({ X: x });
+clearTimeout(t);
+console.log(Object.keys(out));
+await runner.close();
+const r2 = await OrtRunner.create(encodeModel(s0.model));
+const o2 = await r2.run({ X: tensor('float32', [3,3,3,1], new Float32Array(27).fill(0.5)) });
+try { const { encodeFrame } = await import('./protocols/tensor-codec.ts'); encodeFrame({ tensors: o2, meta: { req: 'x', hops: [{ computeMs: 1.5 }] } }); console.log('encoded ok'); } catch (e) { console.log('ENCODE ERR', e); }
+await r2.close();
