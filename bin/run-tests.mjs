@@ -16,7 +16,7 @@ const files = walk(join(root, 'test')).map((p) => relative(root, p)).sort()
   .filter((p) => words.length === 0 || words.some((w) => p.includes(w)));
 if (files.length === 0) { console.error('no test files matched'); process.exit(1); }
 const child = spawn(process.execPath, [
-  '--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=300000', `--test-concurrency=${process.env.CLEAVE_TEST_CONCURRENCY ?? 2}`,
+  '--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=600000', `--test-concurrency=${process.env.CLEAVE_TEST_CONCURRENCY ?? 1}`,
   ...files,
 ], { cwd: root, stdio: 'inherit' });
 child.on('exit', (code, signal) => process.exit(signal ? 1 : code ?? 1));

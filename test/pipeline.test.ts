@@ -162,6 +162,9 @@ test('pipeline - a launched executor joins as a replica, and SIGKILL of a replic
       await sleep(100);
     }
     assert.deepEqual(runs.find((r) => r.run === d.run)!.stages[0]!.executors.sort(), ['executor-1', 'executor-4']);
+    // Replicas share the stage's consumer: both serve a batch.
+    const warm = await Promise.all(Array.from({ length: 16 }, (_, i) => c.infer(sampleInputs(d.inputs, { x: [1, 3, 128, 128] }, 100 + i))));
+    assert.deepEqual([...new Set(warm.map((r) => r.hops[0]!.executor))].sort(), ['executor-1', 'executor-4']);
     const n = 24;
     const inputs = Array.from({ length: n }, (_, i) => sampleInputs(d.inputs, { x: [1, 3, 128, 128] }, i));
     const pending = inputs.map((x) => c.infer(x));
@@ -178,4 +181,22 @@ test('pipeline - a launched executor joins as a replica, and SIGKILL of a replic
     await c.close();
     await undeploy(nc, d.run).catch(() => {});
   }
+});
+
+test('pipeline - cleave infer --compare --json on the running cluster reports the run', async () => {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const model = CONFORMANCE[1]![0];
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/cleave.js', 'infer', model, '--requests', '5', '--compare', '--json', '--max-stages', '2'], {
+    cwd: new URL('..', import.meta.url).pathname,
+    env: { ...process.env, NATS_URL: server.url },
+    timeout: 120_000,
+  });
+  const r = JSON.parse(stdout) as { runId: string; requests: number; completed: number; maxAbsDiff: number; throughputPerSec: number; stages: { index: number; executors: string[] }[] };
+  assert.match(r.runId, /^run-/);
+  assert.equal(r.requests, 5);
+  assert.equal(r.completed, 5);
+  assert.ok(r.maxAbsDiff <= 1e-4, `maxAbsDiff ${r.maxAbsDiff}`);
+  assert.ok(r.throughputPerSec > 0);
+  assert.ok(r.stages.length >= 1 && r.stages.every((s) => s.executors.length >= 1));
 });
