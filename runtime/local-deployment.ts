@@ -126,7 +126,7 @@ function spawnActor(role: Role, id: string, servers: string[], options: LocalDep
   try {
     const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'cleave.js'), 'actor', role, '--id', id], {
       cwd: projectRoot(),
-      env: { ...process.env, ...options.env, NATS_URL: servers.join(',') },
+      env: { ...process.env, ...options.env, NATS_URL: servers.join(','), ...(options.detached ? {} : { CLEAVE_EXIT_WITH_PARENT: String(process.pid) }) },
       stdio: ['ignore', fd, fd],
       detached: options.detached ?? false,
     });

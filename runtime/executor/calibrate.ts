@@ -13,7 +13,7 @@ export interface CalibrationOptions {
 }
 
 export interface Calibration {
-  /** FLOPs of the probe model divided by its median run time. */
+  /** FLOPs of the probe model divided by its fastest run time. */
   flopsPerSec: number;
   threads: number;
   /** Wall-clock seconds the whole calibration took (model build, session, warm-up, timed runs). */
@@ -69,7 +69,7 @@ export function calibrationModel(): CalibrationModel {
 }
 
 /**
- * Time the probe model in this process at `threads` intra-op threads and return FLOPs / median run
+ * Time the probe model in this process at `threads` intra-op threads and return FLOPs / fastest run
  * time. Each run is its own macrotask (a few ms at one thread), so the event loop is never held longer
  * than one run. Takes ~0.4 s by default.
  */
@@ -96,8 +96,11 @@ export async function calibrateFlopsPerSec(opts: CalibrationOptions = {}): Promi
     }
     times.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)] / 1000;
+    // The fastest run is the host's speed; slower ones measure whatever else ran at that moment
+    // (executors calibrate while their siblings start), which would skew the planner's balance.
+    const best = times[0]! / 1000;
     return {
-      flopsPerSec: probe.flops / median,
+      flopsPerSec: probe.flops / best,
       threads,
       seconds: (performance.now() - t0) / 1000,
       runs: times.length,

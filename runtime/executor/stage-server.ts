@@ -185,7 +185,8 @@ export class StageServer {
       await this.deadLetter(m, meta, err);
       return;
     }
-    const computeMs = performance.now() - t0;
+    // Time inside the model run itself (not the wait behind this executor's other slot).
+    const computeMs = this.runner.lastRunMs || performance.now() - t0;
     const last = this.stage.index === this.deployment.stages.length - 1;
     const out: Record<string, Tensor> = {};
     for (const name of this.stage.forward) {
