@@ -47,7 +47,12 @@ let ok = true;
 if (npmDepsMissing()) {
   const hasLock = existsSync(join(root, 'package-lock.json'));
   say(`installing npm dependencies (${hasLock ? 'npm ci' : 'npm install'})…`);
-  const r = spawnSync('npm', [hasLock ? 'ci' : 'install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  let r = spawnSync('npm', [hasLock ? 'ci' : 'install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0 && hasLock) {
+    // A lock written by another npm version can disagree on optional platform packages: resolve again.
+    say('npm ci refused the lock file; trying npm install…');
+    r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  }
   if (r.status !== 0) {
     say('npm could not install the dependencies; see the output above.');
     process.exit(1);
