@@ -45,14 +45,10 @@ function aptInstall(pkgs, why) {
 
 let ok = true;
 if (npmDepsMissing()) {
-  const hasLock = existsSync(join(root, 'package-lock.json'));
-  say(`installing npm dependencies (${hasLock ? 'npm ci' : 'npm install'})…`);
-  let r = spawnSync('npm', [hasLock ? 'ci' : 'install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0 && hasLock) {
-    // A lock written by another npm version can disagree on optional platform packages: resolve again.
-    say('npm ci refused the lock file; trying npm install…');
-    r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
-  }
+  // `npm install` honours package-lock.json; `npm ci` is not used because npm 11 rejects the lock it
+  // writes itself for msgpackr's optional platform packages ("Missing: @msgpackr-extract/... from lock file").
+  say('installing npm dependencies (npm install)…');
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) {
     say('npm could not install the dependencies; see the output above.');
     process.exit(1);

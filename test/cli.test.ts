@@ -53,13 +53,15 @@ test('cli - up in the foreground stops every process on SIGINT', async (t) => {
   try {
     const child = spawn(process.execPath, ['bin/cleave.js', 'up', '--executors', '2'], { cwd: projectRoot(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
     t.after(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 150_000;
     while (!out.includes('Ctrl-C') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
-    assert.match(out, /executor-2/);
+    assert.match(out, /executor-2/, `stdout: ${out}\nstderr: ${err}`);
     const pids = [...out.matchAll(/^\S+\s+\S+\s+\S+\s+(\d+)\s/gm)].map((m) => Number(m[1]));
     assert.equal(pids.length, 7);
     child.kill('SIGINT');

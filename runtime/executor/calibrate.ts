@@ -21,6 +21,8 @@ export interface Calibration {
   runs: number;
   flopsPerRun: number;
   medianRunSeconds: number;
+  /** The fastest timed run: what flopsPerSec is computed from. */
+  bestRunSeconds: number;
 }
 
 /** The probe: two 3×3 convolutions with bias, 32→32 channels over 1×32×56×56 (a ResNet-like block). */
@@ -106,6 +108,7 @@ export async function calibrateFlopsPerSec(opts: CalibrationOptions = {}): Promi
       runs: times.length,
       flopsPerRun: probe.flops,
       medianRunSeconds: median,
+      bestRunSeconds: best,
     };
   } finally {
     await session.release();
