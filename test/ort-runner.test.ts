@@ -224,7 +224,8 @@ describe('ort-runner', () => {
     await r.run(inputs[3]); // warm-up
     const worker = await measure(() => Promise.all(inputs.slice(0, 3).map((f) => r.run(f))));
     assert.ok(worker.ms > 150, `inference should be long enough to matter (took ${worker.ms.toFixed(0)} ms)`);
-    assert.ok(worker.maxGap < 60, `longest gap between ticks ${worker.maxGap.toFixed(1)} ms while the worker ran for ${worker.ms.toFixed(0)} ms`);
+    // Relative, not wall-clock: the loop's longest stall is a small part of the run (in-process it is all of it).
+    assert.ok(worker.maxGap < worker.ms / 4, `longest gap between ticks ${worker.maxGap.toFixed(1)} ms while the worker ran for ${worker.ms.toFixed(0)} ms`);
     assert.ok(worker.ticks >= (worker.ms / period) * 0.6, `${worker.ticks} ticks in ${worker.ms.toFixed(0)} ms`);
     // Control: the same run in this thread blocks the loop for the whole run.
     const s = await ort.InferenceSession.create(readFileSync(OCR_DET), SESSION);
