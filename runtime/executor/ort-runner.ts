@@ -19,6 +19,10 @@ export interface OrtRunnerOptions {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Default 'sequential'. */
   executionMode?: 'sequential' | 'parallel';
+  /** ORT's CPU arena (keeps freed activation memory for the next run). Default true. */
+  enableCpuMemArena?: boolean;
+  /** ORT's memory pattern planning (pre-sizes one block for all intermediates). Default true. */
+  enableMemPattern?: boolean;
   /** Called once when the worker dies or fails (state becomes 'failed'); pending runs are rejected too. */
   onError?: (error: CleaveError) => void;
 }
@@ -75,6 +79,8 @@ export class OrtRunner {
         interOpNumThreads: opts.interOpNumThreads ?? 1,
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         executionMode: opts.executionMode ?? 'sequential',
+        enableCpuMemArena: opts.enableCpuMemArena ?? true,
+        enableMemPattern: opts.enableMemPattern ?? true,
         logSeverityLevel: 4, // ORT's errors reach the caller in the CleaveError; keep them off stderr
       },
     };
