@@ -124,7 +124,9 @@ function spawnActor(role: Role, id: string, servers: string[], options: LocalDep
   const logFile = join(dir, 'logs', `${id}.log`);
   const fd = openSync(logFile, 'a');
   try {
-    const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'cleave.js'), 'actor', role, '--id', id], {
+    // CLEAVE_ACTOR_NODE_ARGS passes node flags to every actor process (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+    const nodeArgs = (process.env.CLEAVE_ACTOR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, join(projectRoot(), 'bin', 'cleave.js'), 'actor', role, '--id', id], {
       cwd: projectRoot(),
       env: { ...process.env, ...options.env, NATS_URL: servers.join(','), ...(options.detached ? {} : { CLEAVE_EXIT_WITH_PARENT: String(process.pid) }) },
       stdio: ['ignore', fd, fd],
