@@ -200,3 +200,23 @@ test('pipeline - cleave infer --compare --json on the running cluster reports th
   assert.ok(r.throughputPerSec > 0);
   assert.ok(r.stages.length >= 1 && r.stages.every((s) => s.executors.length >= 1));
 });
+
+test('pipeline - a stage whose only executor is SIGKILLed is re-assigned to an idle executor and loses no request', async () => {
+  const solo = dep.actors.find((a) => a.id === 'executor-3')!;
+  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 320, 320] }, replicas: 'none', maxStages: 1, ackWaitMs: 2000, executors: ['executor-3'] });
+  const c = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 90_000 });
+  try {
+    const inputs = Array.from({ length: 40 }, (_, i) => sampleInputs(d.inputs, { x: [1, 3, 320, 320] }, 200 + i));
+    const pending = inputs.map((x) => c.infer(x));
+    await sleep(200);
+    process.kill(solo.pid, 'SIGKILL');
+    const results = await Promise.all(pending);
+    assert.equal(new Set(results.map((r) => r.req)).size, 40, 'each request answered exactly once');
+    const after = new Set(results.map((r) => r.hops[0]!.executor));
+    assert.ok([...after].some((e) => e !== 'executor-3'), `a surviving executor took over (served by ${[...after]})`);
+    assertClose(results[39]!.outputs, await reference(OCR_DET_MODEL, inputs[39]!));
+  } finally {
+    await c.close();
+    await undeploy(nc, d.run).catch(() => {});
+  }
+});
