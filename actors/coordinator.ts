@@ -12,6 +12,7 @@ import type { Plan, Objective } from '../protocols/plan.js';
 import { buildDeployment, profilesFromRoster, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
 import { saveDeployment } from '../runtime/pipeline/store.js';
 import { ensureStageConsumer } from '../runtime/executor/stage-server.js';
+import { measureNatsLink } from '../runtime/pipeline/link-probe.js';
 import type { TensorSpec } from '../protocols/deployment.js';
 
 const LONG = 300_000;
@@ -53,6 +54,8 @@ const actor: ActorFactory = (ctx) => {
         executors: profilesFromRoster(executors),
         objective: (req.objective as Objective | undefined) ?? 'throughput',
         constraints: { ...((req.constraints as object | undefined) ?? {}), ...(maxStages ? { maxStages } : {}) },
+        // Every hop goes through NATS: price cuts at what it moves here, measured now.
+        links: req.links ?? { default: await measureNatsLink(ctx.nc) },
         ...(req.replicas ? { replicas: req.replicas } : {}),
         ...(graph.profile?.flopsPerSec ? { measuredFlopsPerSec: graph.profile.flopsPerSec } : {}),
       },

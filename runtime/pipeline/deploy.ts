@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Role } from '../../protocols/subjects.js';
 import type { Deployment } from '../../protocols/deployment.js';
-import type { Constraints, Objective } from '../../protocols/plan.js';
+import type { Constraints, LinkTable, Objective } from '../../protocols/plan.js';
 import { controlRequest } from '../actor/client.js';
 import { putArtifact } from './store.js';
 
@@ -17,6 +17,8 @@ export interface DeployOptions {
   /** Executor ids to use; default every idle executor. */
   executors?: string[];
   maxStages?: number;
+  /** Link speeds between executors; default: NATS measured by the coordinator at deploy time. */
+  links?: LinkTable;
   /** Pins and manual stage boundaries, as the planner takes them. */
   constraints?: Constraints;
   /** Leave executors the plan does not need idle (`none`) or make them replicas (`spare`, default). */

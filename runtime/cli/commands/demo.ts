@@ -16,7 +16,7 @@ export default async function demo(argv: string[]): Promise<number> {
     throw new CleaveError(ErrorCode.BAD_ARGUMENT, '--requests takes a whole number ≥ 1 and --size a multiple of 32 (the detector downsamples by 32)');
   }
   if (!values.json) {
-    console.log(`Cleave demo: PP-OCRv4 text detection split across 3 executor processes, ${n} pages of ${size}x${size}.`);
+    console.log(`Cleave demo: PP-OCRv4 text detection planned across 3 executor processes, ${n} pages of ${size}x${size}.`);
     console.log('Starting embedded NATS and the actors (graph-analyzer, planner, coordinator, memory-pool, repartition-watcher, 3 executors)…');
   }
   const regions: number[] = [];

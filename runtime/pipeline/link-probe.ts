@@ -1,0 +1,48 @@
+// Measures what a hop through this deployment's NATS actually moves (bytes/s at 1 MB messages) and its
+// round trip, so the planner prices cuts with this machine's link instead of a guess.
+import { randomBytes } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { LinkTable } from '../../protocols/plan.js';
+
+/** Best of three short probes: a probe slowed by a neighbour's burst measures the burst, not the link. */
+export async function measureNatsLink(nc: NatsConnection): Promise<NonNullable<LinkTable['default']>> {
+  const probes = [];
+  for (let i = 0; i < 3; i++) probes.push(await probeOnce(nc));
+  return {
+    bandwidthBytesPerSec: Math.max(...probes.map((p) => p.bandwidthBytesPerSec)),
+    latencySeconds: Math.min(...probes.map((p) => p.latencySeconds)),
+  };
+}
+
+async function probeOnce(nc: NatsConnection, totalBytes = 8 * 1024 * 1024, chunkBytes = 1024 * 1024): Promise<NonNullable<LinkTable['default']>> {
+  const subject = `cleave.probe.${randomBytes(6).toString('hex')}`;
+  const count = Math.max(1, Math.floor(totalBytes / chunkBytes));
+  const payload = new Uint8Array(chunkBytes).fill(1);
+  let got = 0;
+  let resolveAll!: () => void;
+  const all = new Promise<void>((r) => (resolveAll = r));
+  const sub = nc.subscribe(subject, {
+    callback: () => {
+      if (++got === count) resolveAll();
+    },
+  });
+  try {
+    await nc.flush();
+    const t0 = performance.now();
+    for (let i = 0; i < count; i++) {
+      nc.publish(subject, payload);
+      if (i % 4 === 3) await nc.flush();
+    }
+    await Promise.race([all, new Promise((r) => setTimeout(r, 10_000))]);
+    const seconds = (performance.now() - t0) / 1000;
+    const rtts: number[] = [];
+    for (let i = 0; i < 5; i++) rtts.push(await nc.rtt());
+    rtts.sort((a, b) => a - b);
+    return {
+      bandwidthBytesPerSec: (got * chunkBytes) / Math.max(seconds, 1e-6),
+      latencySeconds: rtts[2]! / 1000 / 2,
+    };
+  } finally {
+    sub.unsubscribe();
+  }
+}
