@@ -20,6 +20,7 @@ import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
 import { controlRequest } from '../runtime/actor/client.js';
 import { publishFrame, receiveFrame } from '../runtime/nats/frames.js';
+import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { toOrtTensor } from '../runtime/executor/ort-tensors.js';
 import { digitPage } from '../examples/digit-pages.js';
@@ -166,25 +167,7 @@ async function rawCoreMBps(url: string, mb: number): Promise<number> {
   const sub = await connect({ servers: url });
   try {
     const total = Math.max(64, mb * 8) * 1024 * 1024;
-    const chunk = Math.min(mb * 1024 * 1024, 8 * 1024 * 1024);
-    const count = Math.ceil(total / chunk);
-    const payload = new Uint8Array(chunk).fill(7);
-    let got = 0;
-    const done = new Promise<void>((resolve) => {
-      sub.subscribe('bench.raw', {
-        callback: () => {
-          if (++got === count) resolve();
-        },
-      });
-    });
-    await sub.flush();
-    const t0 = performance.now();
-    for (let i = 0; i < count; i++) {
-      pub.publish('bench.raw', payload);
-      if (i % 4 === 3) await pub.flush();
-    }
-    await done;
-    return (count * chunk) / 1e6 / ((performance.now() - t0) / 1000);
+    return (await coreThroughput(pub, sub, total, Math.min(mb * 1024 * 1024, 8 * 1024 * 1024))) / 1e6;
   } finally {
     await pub.close();
     await sub.close();

@@ -14,35 +14,39 @@ export async function measureNatsLink(nc: NatsConnection): Promise<NonNullable<L
   };
 }
 
-async function probeOnce(nc: NatsConnection, totalBytes = 8 * 1024 * 1024, chunkBytes = 1024 * 1024): Promise<NonNullable<LinkTable['default']>> {
+async function probeOnce(nc: NatsConnection): Promise<NonNullable<LinkTable['default']>> {
+  const bandwidthBytesPerSec = await coreThroughput(nc, nc, 8 * 1024 * 1024, 1024 * 1024);
+  const rtts: number[] = [];
+  for (let i = 0; i < 5; i++) rtts.push(await nc.rtt());
+  rtts.sort((a, b) => a - b);
+  return { bandwidthBytesPerSec, latencySeconds: rtts[2]! / 1000 / 2 };
+}
+
+/** Bytes/s of core NATS pub/sub from `pub` to `sub` (they may be one connection), in `chunkBytes` messages. */
+export async function coreThroughput(pub: NatsConnection, sub: NatsConnection, totalBytes: number, chunkBytes: number): Promise<number> {
   const subject = `cleave.probe.${randomBytes(6).toString('hex')}`;
   const count = Math.max(1, Math.floor(totalBytes / chunkBytes));
   const payload = new Uint8Array(chunkBytes).fill(1);
   let got = 0;
   let resolveAll!: () => void;
   const all = new Promise<void>((r) => (resolveAll = r));
-  const sub = nc.subscribe(subject, {
+  const s = sub.subscribe(subject, {
     callback: () => {
       if (++got === count) resolveAll();
     },
   });
   try {
-    await nc.flush();
+    await sub.flush();
     const t0 = performance.now();
     for (let i = 0; i < count; i++) {
-      nc.publish(subject, payload);
-      if (i % 4 === 3) await nc.flush();
+      pub.publish(subject, payload);
+      if (i % 4 === 3) await pub.flush();
     }
-    await Promise.race([all, new Promise((r) => setTimeout(r, 10_000))]);
-    const seconds = (performance.now() - t0) / 1000;
-    const rtts: number[] = [];
-    for (let i = 0; i < 5; i++) rtts.push(await nc.rtt());
-    rtts.sort((a, b) => a - b);
-    return {
-      bandwidthBytesPerSec: (got * chunkBytes) / Math.max(seconds, 1e-6),
-      latencySeconds: rtts[2]! / 1000 / 2,
-    };
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
+    clearTimeout(timer);
+    return (got * chunkBytes) / Math.max((performance.now() - t0) / 1000, 1e-6);
   } finally {
-    sub.unsubscribe();
+    s.unsubscribe();
   }
 }
