@@ -43,12 +43,10 @@ const actor: ActorFactory = async (ctx) => {
           const bytes = encodeModel(s.model);
           const key = await putArtifact(ctx.nc, bytes);
           const g = s.model.graph!;
-          const initializerBytes = (g.initializer ?? []).reduce((a, t) => a + (t.rawData?.byteLength ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * ((t.int64Data?.length ?? 0) + (t.doubleData?.length ?? 0)), 0);
           out.push({
             index: s.index,
             artifact: key,
             artifactBytes: bytes.byteLength,
-            paramBytes: initializerBytes,
             nodes: s.nodes,
             inputs: (g.input ?? []).filter((v) => s.inputs.includes(v.name ?? '')).map(specOf),
             outputs: (g.output ?? []).map(specOf),

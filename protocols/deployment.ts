@@ -22,7 +22,6 @@ export interface DeployedStage {
   /** Executors serving this stage (one durable consumer shared by all). */
   executors: string[];
   predicted?: StagePrediction;
-  paramBytes?: number;
 }
 
 export interface Deployment {

@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { Objm, StorageType, setSha256Backend, type ObjectStore } from '@nats-io/obj';
+import type { ObjectStore } from '@nats-io/obj';
+import { objectStore } from './objects.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { ObjectStoreName } from '../../protocols/subjects.js';
 
@@ -15,18 +16,8 @@ const HEADROOM = 64 * 1024;
 /** Default cap on one frame, inline or by reference. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
 
-// Node's crypto hashes object-store chunks ~10x faster than the library's default pure-JS SHA-256.
-setSha256Backend('native');
-
-const stores = new WeakMap<NatsConnection, Promise<ObjectStore>>();
-
 export function blobStore(nc: NatsConnection): Promise<ObjectStore> {
-  let s = stores.get(nc);
-  if (!s) {
-    s = new Objm(nc).create(ObjectStoreName.BLOBS, { storage: StorageType.Memory, ttl: 60 * 60 * 1000 * 1_000_000 /* nanoseconds */, description: 'frames larger than max_payload, by reference' });
-    stores.set(nc, s);
-  }
-  return s;
+  return objectStore(nc, ObjectStoreName.BLOBS);
 }
 
 export interface PublishFrameOptions {

@@ -37,7 +37,8 @@ interface Pending {
 export class InferenceClient {
   private readonly id = randomBytes(6).toString('hex');
   private readonly pending = new Map<string, Pending>();
-  /** Request ids already answered: a late duplicate is dropped, not delivered twice. */
+  /** Request ids recently answered: a late duplicate is dropped, not delivered twice. Bounded: JetStream's
+   *  de-duplication window already drops duplicates older than it, so only recent ids need remembering. */
   private readonly answered = new Set<string>();
   private readonly waiters: (() => void)[] = [];
   private sub: Subscription | undefined;
@@ -84,7 +85,7 @@ export class InferenceClient {
     const p = this.pending.get(meta.req);
     await releaseFrame(this.nc, headers);
     if (!p || this.answered.has(meta.req)) return;
-    this.answered.add(meta.req);
+    this.remember(meta.req);
     this.pending.delete(meta.req);
     clearTimeout(p.timer);
     this.wake();
@@ -95,6 +96,16 @@ export class InferenceClient {
     p.resolve({ req: meta.req, seq: p.seq, outputs: frame.tensors, hops: meta.hops, latencyMs: Date.now() - p.sentAt });
   }
 
+  private remember(req: string): void {
+    this.answered.add(req);
+    if (this.answered.size > 100_000) this.answered.delete(this.answered.values().next().value!);
+  }
+
+  /** Resolves when there is room for one more request (the backpressure `infer` applies itself). */
+  async ready(): Promise<void> {
+    while (this.pending.size >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
   private wake(): void {
     const w = this.waiters.shift();
     w?.();
@@ -103,7 +114,7 @@ export class InferenceClient {
   /** One request through the pipeline. Bad inputs are refused here, before they enter it. */
   async infer(inputs: Record<string, Tensor>, reqId: string = randomUUID()): Promise<InferenceResult> {
     checkInputs(this.deployment.inputs, inputs);
-    while (this.pending.size >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+    await this.ready();
     const d = this.deployment;
     const seq = this.seq++;
     const sentAt = Date.now();
@@ -111,7 +122,7 @@ export class InferenceClient {
     const result = new Promise<InferenceResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(reqId);
-        this.answered.add(reqId);
+        this.remember(reqId);
         this.wake();
         reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, `request ${reqId} got no result within ${this.options.timeoutMs} ms; see \`cleave status\` for the executors of run ${d.run}, and CLEAVE_PARKED for failed work`, { details: { req: reqId } }));
       }, this.options.timeoutMs);

@@ -23,7 +23,6 @@ export interface SplitStage {
   index: number;
   artifact: string;
   artifactBytes: number;
-  paramBytes?: number;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
@@ -48,7 +47,6 @@ export function buildDeployment(args: {
     index: k,
     artifact: s.artifact,
     artifactBytes: s.artifactBytes,
-    ...(s.paramBytes !== undefined ? { paramBytes: s.paramBytes } : {}),
     inputs: s.inputs,
     outputs: s.outputs,
     forward: forward[k]!,
@@ -79,8 +77,9 @@ export function stageForNewExecutor(d: Deployment, live: Set<string>): number {
   let bestLoad = -Infinity;
   for (const s of d.stages) {
     const serving = s.executors.filter((e) => live.has(e)).length;
-    const seconds = s.predicted?.stageSeconds ?? s.predicted?.computeSeconds ?? 1;
-    const perRequest = (s.predicted ? (s.predicted.computeSeconds + s.predicted.transferInSeconds + s.predicted.transferOutSeconds) : seconds) || 1e-9;
+    // One executor's time per request on this stage (the plan's stageSeconds already divides by replicas).
+    const p = s.predicted;
+    const perRequest = p ? p.computeSeconds + p.transferInSeconds + p.transferOutSeconds : 1;
     const load = serving === 0 ? Infinity : perRequest / serving;
     if (load > bestLoad) {
       bestLoad = load;

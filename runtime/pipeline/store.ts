@@ -3,22 +3,16 @@
 import { createHash } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Objm, StorageType, type ObjectStore } from '@nats-io/obj';
+import type { ObjectStore } from '@nats-io/obj';
+import { objectStore } from '../nats/objects.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Bucket, ObjectStoreName } from '../../protocols/subjects.js';
 import type { Deployment } from '../../protocols/deployment.js';
-import './../nats/frames.js'; // selects the native SHA-256 backend for object-store digests
 
-const artifactStores = new WeakMap<NatsConnection, Promise<ObjectStore>>();
 const planBuckets = new WeakMap<NatsConnection, Promise<KV>>();
 
 export function artifactStore(nc: NatsConnection): Promise<ObjectStore> {
-  let s = artifactStores.get(nc);
-  if (!s) {
-    s = new Objm(nc).create(ObjectStoreName.ARTIFACTS, { storage: StorageType.File, description: 'model and partition artifacts by sha256' });
-    artifactStores.set(nc, s);
-  }
-  return s;
+  return objectStore(nc, ObjectStoreName.ARTIFACTS);
 }
 
 export function plansBucket(nc: NatsConnection): Promise<KV> {

@@ -147,9 +147,9 @@ async function stream(nc: Awaited<ReturnType<typeof connectNats>>, d: Deployment
       const wait = due - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
+    // Wait for room before making the next input: memory stays bounded by the in-flight limit.
+    await client.ready();
     const inputs = makeInputs(i);
-    // Waiting for room before the next send is the backpressure.
-    while (client.inFlight >= (o.maxInFlight ?? 4)) await new Promise((r) => setTimeout(r, 1));
     sends.push(
       client.infer(inputs).then(
         (r) => {
