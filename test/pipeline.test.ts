@@ -15,7 +15,7 @@ import { InferenceClient } from '../runtime/pipeline/client.js';
 import { sampleInputs } from '../runtime/cli/commands/infer.js';
 import { toOrtTensor, fromOrtTensor } from '../runtime/executor/ort-tensors.js';
 import { compareTensors } from '../runtime/onnx/tensor-compare.js';
-import { controlRequest } from '../runtime/actor/client.js';
+import { controlRequest, listActors } from '../runtime/actor/client.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import { Role, Stream, Subject, Header } from '../protocols/subjects.js';
 import { workSubject, type Deployment } from '../protocols/deployment.js';
@@ -210,7 +210,12 @@ test('pipeline - a stage whose only executor is SIGKILLed is re-assigned to an i
     const pending = inputs.map((x) => c.infer(x));
     await sleep(200);
     process.kill(solo.pid, 'SIGKILL');
-    const results = await Promise.all(pending);
+    const results = await Promise.all(pending).catch(async (e: Error) => {
+      // Say what the cluster looked like, for diagnosis.
+      const roster = (await listActors(nc)).map((a) => `${a.id}:${a.state}`).join(' ');
+      const runs = await controlRequest(nc, Role.COORDINATOR, undefined, { type: 'runs' }).catch(() => 'no answer');
+      throw new Error(`${e.message}\nroster: ${roster}\nruns: ${JSON.stringify(runs)}`);
+    });
     assert.equal(new Set(results.map((r) => r.req)).size, 40, 'each request answered exactly once');
     const after = new Set(results.map((r) => r.hops[0]!.executor));
     assert.ok([...after].some((e) => e !== 'executor-3'), `a surviving executor took over (served by ${[...after]})`);
