@@ -54,6 +54,8 @@ const actor: ActorFactory = async (ctx) => {
     if (server) {
       lifecycle.send({ type: 'DRAIN' });
       await server.drain();
+      // The stage server has settled every request it took: idle now, whatever the in-flight count says.
+      lifecycle.send({ type: 'DRAINED' });
       server = undefined;
     }
   }

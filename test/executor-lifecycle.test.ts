@@ -145,3 +145,12 @@ test('executor lifecycle - simulated clock: a drain stuck on in-flight work fail
   assert.equal(live.getSnapshot().value, 'failed');
   live.stop();
 });
+
+test('executor lifecycle - pure: DRAINED ends a drain even if the in-flight count is off', () => {
+  let [s] = initialTransition(executorLifecycle, {});
+  s = executorLifecycle.resolveState({ value: 'draining', context: { ...s.context, assignment: A, inFlight: 3 } });
+  [s] = transition(executorLifecycle, s, { type: 'DRAINED' });
+  assert.equal(s.value, 'idle');
+  assert.equal(s.context.inFlight, 0);
+  assert.equal(s.context.assignment, undefined);
+});

@@ -25,6 +25,8 @@ export type ExecutorEvent =
   | { type: 'WORK_BEGIN' }
   | { type: 'WORK_END' }
   | { type: 'DRAIN' }
+  /** The runtime has finished every request in hand (its own account, whatever the count says). */
+  | { type: 'DRAINED' }
   | { type: 'FAIL'; error: string }
   | { type: 'RESET' }
   | { type: 'STOP' };
@@ -131,6 +133,7 @@ export const executorLifecycle = setup({
     draining: {
       always: { guard: 'idleNow', target: 'idle', actions: 'dropAssignment' },
       on: {
+        DRAINED: { target: 'idle', actions: ['dropAssignment', assign({ inFlight: () => 0 })] },
         WORK_END: { actions: 'end' },
         // Work already taken still counts; nothing new is taken while draining.
         WORK_BEGIN: { actions: 'begin' },
