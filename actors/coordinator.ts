@@ -13,6 +13,7 @@ import { buildDeployment, profilesFromRoster, stageForNewExecutor, type SplitSta
 import { saveDeployment } from '../runtime/pipeline/store.js';
 import { ensureStageConsumer } from '../runtime/executor/stage-server.js';
 import { measureNatsLink } from '../runtime/pipeline/link-probe.js';
+import { withTimeout } from '../runtime/timeout.js';
 import type { TensorSpec } from '../protocols/deployment.js';
 
 const LONG = 300_000;
@@ -22,8 +23,8 @@ const actor: ActorFactory = (ctx) => {
   const runs = new Map<string, Deployment>();
   let busy = false;
 
-  async function assign(d: Deployment, stage: number, executor: string): Promise<void> {
-    await controlRequest(ctx.nc, Role.EXECUTOR, executor, { type: 'assign', run: d.run, epoch: d.epoch, stage, artifact: d.stages[stage]!.artifact }, LONG);
+  async function assign(d: Deployment, stage: number, executor: string, timeoutMs = LONG): Promise<void> {
+    await controlRequest(ctx.nc, Role.EXECUTOR, executor, { type: 'assign', run: d.run, epoch: d.epoch, stage, artifact: d.stages[stage]!.artifact }, timeoutMs);
   }
 
   async function deploy(req: Record<string, unknown>): Promise<Deployment> {
@@ -104,7 +105,8 @@ const actor: ActorFactory = (ctx) => {
     if (busy || runs.size === 0) return;
     busy = true;
     try {
-      const roster = await listActors(ctx.nc);
+      // Bounded: one stuck look-up must not stop the tending of every later round.
+      const roster = await withTimeout(listActors(ctx.nc), 5000, 'listing the actors');
       const live = new Set(roster.filter((a) => a.role === Role.EXECUTOR && a.state !== 'failed').map((a) => a.id));
       for (const d of runs.values()) {
         let changed = false;
@@ -127,7 +129,7 @@ const actor: ActorFactory = (ctx) => {
           const stage = stageForNewExecutor(d, live);
           if (stage < 0) break;
           try {
-            await assign(d, stage, a.id);
+            await assign(d, stage, a.id, 60_000);
             d.stages[stage]!.executors.push(a.id);
             taken.add(a.id);
             changed = true;

@@ -12,6 +12,7 @@ import { connectNats } from '../nats/connect.js';
 import { actorsBucket, ensureTopology } from '../nats/topology.js';
 import { consumerSpan, injectTrace, initTracing, producerSpan, shutdownTracing } from '../tracing.js';
 import { createLogger, type Logger } from '../log.js';
+import { withTimeout } from '../timeout.js';
 
 export const VERSION = '0.1.0';
 
@@ -335,22 +336,11 @@ export class ActorHost implements ActorContext {
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const s of this.subs) s.unsubscribe();
     // Each network step is bounded: a drain must end even when the server is already gone.
-    await bounded(this.publishEvent('stopped', { pid: process.pid }), 2000);
-    await bounded(this.kv.delete(`${this.role}.${this.id}`), 2000);
-    if (!(await bounded(this.nc.drain(), 5000))) await this.nc.close().catch(() => {});
+    await withTimeout(this.publishEvent('stopped', { pid: process.pid }), 2000, 'the stopped event').catch(() => {});
+    await withTimeout(this.kv.delete(`${this.role}.${this.id}`), 2000, 'deregistering').catch(() => {});
+    await withTimeout(this.nc.drain(), 5000, 'draining the connection').catch(() => this.nc.close().catch(() => {}));
     await shutdownTracing();
     this.log.info('stopped');
-  }
-}
-
-/** Resolves true if `p` settles in time (its failure is ignored), false if it had to be given up. */
-async function bounded(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
