@@ -8,8 +8,9 @@ import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import { Role, Stream } from '../protocols/subjects.js';
 import { RUN_ID_PATTERN, workDurable, type Deployment } from '../protocols/deployment.js';
 import type { PartitionGraph } from '../protocols/graph.js';
-import type { Plan, Objective } from '../protocols/plan.js';
-import { buildDeployment, profilesFromRoster, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
+import type { ExecutorProfile, LinkTable, Plan, Objective } from '../protocols/plan.js';
+import { agrees, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
+import { buildDeployment, linksFromRoster, profilesFromRoster, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
 import { saveDeployment } from '../runtime/pipeline/store.js';
 import { ensureStageConsumer } from '../runtime/executor/stage-server.js';
 import { measureNatsLink } from '../runtime/pipeline/link-probe.js';
@@ -17,6 +18,8 @@ import { withTimeout } from '../runtime/timeout.js';
 import type { TensorSpec } from '../protocols/deployment.js';
 
 const LONG = 300_000;
+/** Plan-and-time rounds at deploy (each times every planned stage once: about a second on PP-OCRv4 det). */
+const REFINE_ROUNDS = 3;
 
 const actor: ActorFactory = (ctx) => {
   ctx.setState('ready');
@@ -45,23 +48,35 @@ const actor: ActorFactory = (ctx) => {
       return analyze(false);
     });
     const maxStages = typeof req.maxStages === 'number' ? req.maxStages : undefined;
-    const plan = await controlRequest<Plan>(
+    // Speeds measured now, one executor at a time: start-up calibrations overlap and mislead the planner.
+    for (const e of executors) {
+      try {
+        const r = await controlRequest<{ flopsPerSec?: number }>(ctx.nc, Role.EXECUTOR, e.id, { type: 'calibrate' }, 30_000);
+        if (r.flopsPerSec) e.capabilities = { ...e.capabilities, flopsPerSec: r.flopsPerSec };
+      } catch (err) {
+        ctx.log.warn('could not re-calibrate an executor; using its start-up speed', { executor: e.id, error: String(err) });
+      }
+    }
+    const profiles = profilesFromRoster(executors);
+    const links = (req.links as LinkTable | undefined) ?? linksFromRoster(executors, await measureNatsLink(ctx.nc));
+    const requestPlan = (g: PartitionGraph) => controlRequest<Plan>(
       ctx.nc,
       Role.PLANNER,
       undefined,
       {
         type: 'plan',
-        graph,
-        executors: profilesFromRoster(executors),
+        graph: g,
+        executors: profiles,
         objective: (req.objective as Objective | undefined) ?? 'throughput',
         constraints: { ...((req.constraints as object | undefined) ?? {}), ...(maxStages ? { maxStages } : {}) },
-        // Every hop goes through NATS: price cuts at what it moves here, measured now.
-        links: req.links ?? { default: await measureNatsLink(ctx.nc) },
+        // Cuts priced at what they cost here: NATS as measured now between hosts, shared memory within one.
+        links,
         ...(req.replicas ? { replicas: req.replicas } : {}),
-        ...(graph.profile?.flopsPerSec ? { measuredFlopsPerSec: graph.profile.flopsPerSec } : {}),
+        ...(g.profile?.flopsPerSec ? { measuredFlopsPerSec: g.profile.flopsPerSec } : {}),
       },
       LONG,
     );
+    const plan = await refinePlan(artifact, graph, requestPlan, profiles, req.inputs);
     const split = await controlRequest<{ stages: SplitStage[]; inputs: TensorSpec[]; outputs: TensorSpec[] }>(
       ctx.nc,
       Role.GRAPH_ANALYZER,
@@ -87,6 +102,38 @@ const actor: ActorFactory = (ctx) => {
     await ctx.publishEvent('deployed', { run, epoch: d.epoch, model: d.model, stages: d.stages.map((s) => ({ index: s.index, executors: s.executors, nodes: plan.stages[s.index]!.nodes.length })) });
     ctx.log.info('deployed', { run, epoch: d.epoch, stages: d.stages.length });
     return d;
+  }
+
+  /**
+   * Plans, times the planned stages as executors will run them, corrects node times stage by stage and
+   * plans again, until prediction and measurement agree (or REFINE_ROUNDS): profiled node times come
+   * from an unoptimised run and misjudge optimised stages by up to 2x. Returns the measured plan with
+   * the smallest measured bottleneck. Without profiled times there is nothing to correct.
+   */
+  async function refinePlan(artifact: string, graph: PartitionGraph, requestPlan: (g: PartitionGraph) => Promise<Plan>, profiles: ExecutorProfile[], inputs: unknown): Promise<Plan> {
+    let plan = await requestPlan(graph);
+    const measuringSpeed = graph.profile?.flopsPerSec;
+    if (!measuringSpeed || plan.stages.length < 2) return plan;
+    const speeds = new Map(profiles.map((p) => [p.id, p.flopsPerSec]));
+    let best: { plan: Plan; bottleneck: number } | undefined;
+    for (let round = 1; round <= REFINE_ROUNDS; round++) {
+      const nodes = plan.stages.map((s) => s.nodes);
+      let timed: { seconds: number[] };
+      try {
+        timed = await controlRequest<{ seconds: number[] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, stages: nodes, inputs }, LONG);
+      } catch (e) {
+        ctx.log.warn('could not time the planned stages; keeping the plan from profiled node times', { error: String(e) });
+        return best?.plan ?? plan;
+      }
+      const bottleneck = measuredBottleneck(plan, timed.seconds, measuringSpeed, speeds);
+      if (!best || bottleneck < best.bottleneck) best = { plan, bottleneck };
+      const { graph: corrected, factors } = rescaleToStageTimes(graph, nodes, timed.seconds);
+      ctx.log.info('timed the planned stages', { round, measuredMs: timed.seconds.map((x) => Math.round(x * 1e4) / 10), factors: factors.map((f) => Math.round(f * 100) / 100) });
+      if (agrees(factors)) break;
+      graph = corrected;
+      plan = await requestPlan(graph);
+    }
+    return best!.plan;
   }
 
   async function undeploy(run: string): Promise<{ released: string[] }> {

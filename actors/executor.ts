@@ -8,19 +8,46 @@ import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import type { ActorFactory } from '../runtime/actor/host.js';
 import { getArtifact, loadDeployment } from '../runtime/pipeline/store.js';
 import { StageServer } from '../runtime/executor/stage-server.js';
-import { OrtRunner } from '../runtime/executor/ort-runner.js';
+import { OrtRunner, SpareThread } from '../runtime/executor/ort-runner.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import type { Deployment } from '../protocols/deployment.js';
+import { ShmPool, measureShm } from '../runtime/shm/pool.js';
+import { PeerDomains } from '../runtime/shm/peers.js';
+import { serveShmReads } from '../runtime/shm/remote.js';
 
 // Memory-pattern planning pre-sizes one block for every intermediate: measured on PP-OCRv4 det stage 0 at
 // 640x640 it costs ~30 MB more resident memory for no speed gain, so executors run without it.
-const RUNNER_OPTIONS = (threads: number) => ({ intraOpNumThreads: threads, enableMemPattern: false });
+const RUNNER_OPTIONS = (threads: number, shmDir?: string) => ({ intraOpNumThreads: threads, enableMemPattern: false, ...(shmDir ? { shmDir } : {}) });
+/** Live shared-memory frames older than the work stream's max age belong to messages that are gone. */
+const SHM_SWEEP_AGE_MS = 60 * 60 * 1000;
 
 const actor: ActorFactory = async (ctx) => {
   const threads = Number(process.env.CLEAVE_EXECUTOR_THREADS ?? 1);
   let runner: OrtRunner | undefined;
   let server: StageServer | undefined;
   let deployment: Deployment | undefined;
+  // The inference thread an idle executor keeps ready (onnxruntime loaded), so that an assignment only
+  // loads the partition, and the partition's memory is what it adds. A new one after each release.
+  let spare: Promise<SpareThread | undefined> | undefined;
+  let stopping = false;
+  const prepareSpare = (): void => {
+    if (stopping) return;
+    spare ??= SpareThread.start().catch((e: unknown) => {
+      ctx.log.warn('could not start a spare inference thread; the next assignment starts its own', { error: String(e) });
+      return undefined;
+    });
+  };
+  prepareSpare();
+  // Same-host frames go through shared memory (runtime/shm/pool.ts); without a pool, all inline.
+  const pool = ShmPool.open();
+  const peers = pool ? await PeerDomains.watch(ctx.nc) : undefined;
+  const shmReads = pool ? serveShmReads(ctx.nc, pool) : undefined;
+  let sweeper: NodeJS.Timeout | undefined;
+  if (pool) {
+    pool.sweep(SHM_SWEEP_AGE_MS);
+    sweeper = setInterval(() => pool.sweep(SHM_SWEEP_AGE_MS), 10 * 60 * 1000);
+    sweeper.unref();
+  }
 
   const machine = executorLifecycle.provide({
     actors: {
@@ -30,7 +57,9 @@ const actor: ActorFactory = async (ctx) => {
         if (!stage) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `run ${input.run} epoch ${input.epoch} has no stage ${input.stage}`);
         const bytes = await getArtifact(ctx.nc, stage.artifact);
         await runner?.close();
-        runner = await OrtRunner.create(bytes, RUNNER_OPTIONS(threads));
+        const thread = await spare;
+        spare = undefined;
+        runner = await OrtRunner.create(bytes, RUNNER_OPTIONS(threads, pool?.dir), thread);
       }),
     },
   });
@@ -38,7 +67,7 @@ const actor: ActorFactory = async (ctx) => {
   lifecycle.subscribe((s) => ctx.setState(String(s.value)));
   lifecycle.start();
 
-  const calibration = await calibrateFlopsPerSec({ threads }).catch((e: unknown) => {
+  let calibration = await calibrateFlopsPerSec({ threads }).catch((e: unknown) => {
     ctx.log.warn('calibration failed; the planner will assume a default speed', { error: String(e) });
     return undefined;
   });
@@ -47,6 +76,7 @@ const actor: ActorFactory = async (ctx) => {
     threads,
     memoryBytes: totalmem(),
     freeMemoryBytes: freemem(),
+    ...(pool ? { shmDomain: pool.domain, shmBytesPerSec: Math.round(measureShm(pool)) } : {}),
     ...(calibration ? { flopsPerSec: calibration.flopsPerSec } : {}),
   });
 
@@ -57,7 +87,13 @@ const actor: ActorFactory = async (ctx) => {
       // The stage server has settled every request it took: idle now, whatever the in-flight count says.
       lifecycle.send({ type: 'DRAINED' });
       server = undefined;
+      // No longer a reader of that stage: producers must not count this executor's host for it.
+      ctx.setCapabilities({ run: undefined, epoch: undefined, stage: undefined });
     }
+    // Idle holds no partition: its memory goes back, and a fresh thread waits for the next one.
+    await runner?.close();
+    runner = undefined;
+    prepareSpare();
   }
 
   return {
@@ -79,16 +115,30 @@ const actor: ActorFactory = async (ctx) => {
         const artifact = deployment!.stages[stage]!.artifact;
         server = new StageServer(ctx, deployment!, stage, runner!, {
           reload: async () => {
-            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), RUNNER_OPTIONS(threads));
+            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), RUNNER_OPTIONS(threads, pool?.dir));
             return runner;
           },
           onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),
           onEnd: () => lifecycle.send({ type: 'WORK_END' }),
+          ...(pool && peers ? { shm: { pool, peers } } : {}),
         });
+        // Announced before pulling, so producers elsewhere learn of this reader as early as possible.
+        ctx.setCapabilities({ run, epoch, stage });
         await server.start();
         lifecycle.send({ type: 'START' });
-        ctx.setCapabilities({ run, epoch, stage });
         return { state: 'serving', stage, inputNames: runner!.inputNames, outputNames: runner!.outputNames };
+      },
+      /**
+       * Measure this executor's speed again (the coordinator asks, one executor at a time, before it
+       * plans): the start-up calibration ran while every actor was starting on the same cores. The
+       * fastest measurement so far is kept: contention only ever slows a run down.
+       */
+      async calibrate() {
+        if (server) return { flopsPerSec: calibration?.flopsPerSec };
+        const now = await calibrateFlopsPerSec({ threads });
+        if (!calibration || now.flopsPerSec > calibration.flopsPerSec) calibration = now;
+        ctx.setCapabilities({ flopsPerSec: calibration.flopsPerSec });
+        return { flopsPerSec: calibration.flopsPerSec };
       },
       async release() {
         await release();
@@ -97,15 +147,22 @@ const actor: ActorFactory = async (ctx) => {
       stats() {
         // maxRSS is in kilobytes: the process's peak resident memory so far.
         const mem = { rssBytes: process.memoryUsage().rss, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
-        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, ...mem } : mem;
+        const shm = pool ? { shmDomain: pool.domain } : {};
+        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, ...mem, ...shm } : { ...mem, ...shm };
       },
     },
     async start() {
+      await spare; // idle means ready: the inference thread is up
       lifecycle.send({ type: 'REGISTERED' });
     },
     async stop() {
+      stopping = true;
       await release();
       await runner?.close();
+      await (await spare)?.dispose();
+      if (sweeper) clearInterval(sweeper);
+      shmReads?.unsubscribe();
+      peers?.stop();
       lifecycle.send({ type: 'STOP' });
     },
   };

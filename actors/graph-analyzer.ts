@@ -3,6 +3,7 @@
 // travel through the artifacts object store by sha256; control replies carry only keys and specs.
 import type { ActorFactory } from '../runtime/actor/host.js';
 import { analyzeOnnx } from '../runtime/graph/mod.js';
+import { measureStageSeconds, type Feed } from '../runtime/graph/probe.js';
 import { decodeModel, encodeModel, onnx } from '../runtime/onnx/proto.js';
 import { extractStages } from '../runtime/onnx/extract.js';
 import { getArtifact, putArtifact } from '../runtime/pipeline/store.js';
@@ -12,7 +13,7 @@ import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 
 const actor: ActorFactory = async (ctx) => {
   // Measured node times are in this host's seconds; its calibrated speed lets the planner scale them.
-  const calibration = await calibrateFlopsPerSec({ threads: 1 }).catch(() => undefined);
+  let calibration = await calibrateFlopsPerSec({ threads: 1 }).catch(() => undefined);
   ctx.setCapabilities(calibration ? { flopsPerSec: calibration.flopsPerSec } : {});
   ctx.setState('ready');
   const models = new Map<string, onnx.ModelProto>();
@@ -29,9 +30,33 @@ const actor: ActorFactory = async (ctx) => {
     control: {
       async analyze(req) {
         const m = await model(req.artifact);
+        if (req.profile) {
+          // Profiled times are scaled to executors by this speed: measure it again now (the start-up
+          // measurement ran while every actor was starting), keeping the fastest.
+          const now = await calibrateFlopsPerSec({ threads: 1 }).catch(() => undefined);
+          if (now && (!calibration || now.flopsPerSec > calibration.flopsPerSec)) calibration = now;
+        }
         const g = await analyzeOnnx(m, { inputs: req.inputs as Record<string, number[]> | undefined, profile: Boolean(req.profile), modelPath: typeof req.name === 'string' ? req.name : undefined });
         if (g.profile && calibration) g.profile.flopsPerSec = calibration.flopsPerSec;
         return g;
+      },
+      /** Seconds per run of each stage of `stages` as an executor runs it (optimised, one thread). */
+      async time(req) {
+        const m = await model(req.artifact);
+        const stages = req.stages as string[][];
+        if (!Array.isArray(stages) || stages.length === 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `stages`: a list of node-id lists, one per stage');
+        const shapes = (req.inputs ?? {}) as Record<string, number[]>;
+        const g = m.graph!;
+        const inits = new Set((g.initializer ?? []).map((t) => t.name));
+        const feeds: Record<string, Feed> = {};
+        for (const v of (g.input ?? []).filter((x) => !inits.has(x.name))) {
+          const spec = specOf(v);
+          const shape = shapes[spec.name] ?? spec.shape;
+          if (!shape.every((d) => typeof d === 'number')) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `timing stages needs every input shape known; pass inputs.${spec.name}`);
+          feeds[spec.name] = { dtype: spec.dtype, shape: shape as number[] };
+        }
+        const { stages: extracted } = await extractStages(m, stages);
+        return { seconds: await measureStageSeconds(extracted.map((s) => s.model), feeds), flopsPerSec: calibration?.flopsPerSec };
       },
       async split(req) {
         const m = await model(req.artifact);

@@ -8,10 +8,8 @@
 //   activation bytes.
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import { jetstream, jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer } from '../runtime/nats/server.js';
@@ -22,11 +20,11 @@ import { controlRequest } from '../runtime/actor/client.js';
 import { publishFrame, receiveFrame } from '../runtime/nats/frames.js';
 import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
-import { toOrtTensor } from '../runtime/executor/ort-tensors.js';
+import { MonolithicProcess } from './monolithic.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { Role } from '../protocols/subjects.js';
 import { decodeFrame, encodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
-import type { Deployment } from '../protocols/deployment.js';
+import type { Deployment, Hop } from '../protocols/deployment.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
@@ -67,18 +65,24 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     // ---- pipeline vs monolithic, alternating rounds ----
     log('deploying a 2-stage pipeline on executor-1 and executor-2 (1 thread each)…');
     const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, size, size] }, executors: ['executor-1', 'executor-2'], replicas: 'none', maxStages: 2 });
-    const mono = await ort.InferenceSession.create(await readFile(OCR_DET_MODEL), { intraOpNumThreads: 2, interOpNumThreads: 1 });
+    // The baseline runs in a process of its own, started like an executor (same malloc settings).
+    const mono = await MonolithicProcess.start(OCR_DET_MODEL, size, 2);
     const client = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 300_000 });
     await runPipeline(client, 4, input); // warm-up: sessions' first runs, JIT, connections
-    for (let i = 0; i < 2; i++) await mono.run({ x: toOrtTensor('x', input(i).x) });
     const pipe: number[] = [];
     const single: number[] = [];
+    const hops: Hop[] = [];
     for (let r = 0; r < rounds; r++) {
-      single.push(await runMonolithic(mono, n, input));
-      pipe.push(await runPipeline(client, n, input));
+      single.push((await mono.run(n)).throughput);
+      pipe.push(await runPipeline(client, n, input, hops));
       log(`round ${r + 1}/${rounds}: pipeline ${pipe[r]!.toFixed(2)} req/s, monolithic ${single[r]!.toFixed(2)} req/s`);
     }
-    await mono.release();
+    await mono.stop();
+    const stageTimes = d.stages.map((s) => {
+      const h = hops.filter((x) => x.stage === s.index);
+      return { stage: s.index, computeMs: round(median(h.map((x) => x.computeMs)), 1), waitMs: round(median(h.map((x) => x.waitMs)), 1), inMB: round((h[0]?.inBytes ?? 0) / 1e6), outMB: round((h[0]?.outBytes ?? 0) / 1e6) };
+    });
+    const sharedMemory = client.sent.sharedMemory > 0;
 
     const memory = [];
     for (const s of d.stages) {
@@ -132,6 +136,8 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       ratio: round(median(pipe) / median(single), 3),
       pipelineRounds: pipe.map((x) => round(x)),
       monolithicRounds: single.map((x) => round(x)),
+      sharedMemory,
+      stageTimes,
       plan: { stages: d.stages.map((s) => ({ index: s.index, executor: s.executors[0], nodes: d.plan.stages[s.index]!.nodes.length, predictedMs: round((s.predicted?.stageSeconds ?? 0) * 1000) })), bottleneckStage: bottleneck },
       bottleneckReplicas: replicas.map((r) => ({ ...r, throughput: round(r.throughput) })),
       transfer,
@@ -149,15 +155,14 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
   }
 }
 
-async function runPipeline(client: InferenceClient, n: number, input: (i: number) => Record<string, Tensor>): Promise<number> {
+/** n requests, at most the client's window in flight; each result is released once received (a
+ *  streaming consumer's pattern), so result memory is recycled. */
+async function runPipeline(client: InferenceClient, n: number, input: (i: number) => Record<string, Tensor>, hops?: Hop[]): Promise<number> {
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: n }, (_, i) => client.infer(input(i))));
-  return n / ((performance.now() - t0) / 1000);
-}
-
-async function runMonolithic(s: ort.InferenceSession, n: number, input: (i: number) => Record<string, Tensor>): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) await s.run({ x: toOrtTensor('x', input(i).x) });
+  await Promise.all(Array.from({ length: n }, (_, i) => client.infer(input(i)).then((r) => {
+    hops?.push(...r.hops);
+    r.release();
+  })));
   return n / ((performance.now() - t0) / 1000);
 }
 

@@ -41,6 +41,8 @@ export const ErrorCode = {
   // executor: the inference worker died (create a new runner) / was closed by its owner
   RUNNER_FAILED: 'RUNNER_FAILED',
   RUNNER_CLOSED: 'RUNNER_CLOSED',
+  // a message names a frame (shared memory, blob) that is no longer there: done already, or expired
+  FRAME_GONE: 'FRAME_GONE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

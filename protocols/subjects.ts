@@ -60,6 +60,8 @@ export const Subject = {
   metrics: (role: Role, id: string) => `cleave.metrics.${role}.${id}`,
   work: (run: string, epoch: number, stage: number) => `cleave.work.${run}.${epoch}.${stage}`,
   results: (run: string) => `cleave.results.${run}`,
+  /** Reads of one host's shared-memory frames by a process on another host (queue group per domain). */
+  shmRead: (domain: string) => `cleave.shm.${domain}.read`,
 } as const;
 
 export const Header = {
@@ -71,6 +73,8 @@ export const Header = {
   PARK_REASON: 'Cleave-Park-Reason',
   PARK_SUBJECT: 'Cleave-Park-Subject',
   PARK_ACTOR: 'Cleave-Park-Actor',
+  /** The message's tensors are in a shared-memory frame of the sender's host (`runtime/shm/pool.ts`). */
+  SHM: 'Cleave-Shm',
   /** JetStream de-duplication id. */
   MSG_ID: 'Nats-Msg-Id',
 } as const;

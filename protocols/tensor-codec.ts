@@ -317,8 +317,18 @@ interface Slot {
   offset: number;
 }
 
-/** Encode named tensors and meta into one msgpack frame (layout in the module header). */
-export function encodeFrame(frame: Frame, options: EncodeOptions = {}): Uint8Array {
+interface Layout {
+  header: Uint8Array;
+  slots: Slot[];
+  padStart: number;
+  pad: number;
+  payloadStart: number;
+  payloadLength: number;
+  total: number;
+  checksum: boolean;
+}
+
+function layout(frame: Frame, options: EncodeOptions): Layout {
   requireLittleEndian();
   if (frame === null || typeof frame !== 'object' || frame.tensors === null || typeof frame.tensors !== 'object') {
     fail(ErrorCode.BAD_ARGUMENT, 'encodeFrame needs { tensors: Record<string, Tensor>, meta? }');
@@ -352,37 +362,70 @@ export function encodeFrame(frame: Frame, options: EncodeOptions = {}): Uint8Arr
   if (payloadLength > MAX_BIN32 || header.length > MAX_BIN32) {
     fail(ErrorCode.CODEC_TOO_LARGE, `frame payload of ${payloadLength} bytes exceeds the 4 GiB a frame can carry; send the tensors in several frames`, { bytes: total, limit: MAX_BIN32 });
   }
+  return { header, slots, padStart, pad, payloadStart, payloadLength, total, checksum };
+}
 
-  const raw = options.allocate ? options.allocate(total) : allocBytes(total);
-  if (!(raw instanceof Uint8Array) || raw.length < total) fail(ErrorCode.BAD_ARGUMENT, `encodeFrame: allocate(${total}) must return a Uint8Array of at least ${total} bytes`);
-  const out = raw.length === total ? raw : raw.subarray(0, total);
-  const view = new DataView(out.buffer, out.byteOffset, total);
-
+/** Writes bytes [0, payloadStart) of the frame into `out` (which holds at least that many); payload CRC given. */
+function writePrefix(out: Uint8Array, l: Layout, payloadCrc: number): void {
+  const view = new DataView(out.buffer, out.byteOffset, l.payloadStart);
   out[0] = 0x99;
   out.set(MAGIC, 1);
   out[6] = CODEC_VERSION;
-  out[7] = checksum ? FLAG_PAYLOAD_CRC : 0;
-  out[8] = 0xce; view.setUint32(9, header.length);
-  out[13] = 0xce; // payload CRC, written below
+  out[7] = l.checksum ? FLAG_PAYLOAD_CRC : 0;
+  out[8] = 0xce; view.setUint32(9, l.header.length);
+  out[13] = 0xce; view.setUint32(14, payloadCrc);
   out[18] = 0xce; // header CRC, written below
-  out.set(header, HEADER_START);
-  out[padStart] = 0xc4;
-  out[padStart + 1] = pad;
-  out.fill(0, padStart + 2, padStart + 2 + pad);
-  out[payloadStart - 5] = 0xc6;
-  view.setUint32(payloadStart - 4, payloadLength);
+  out.set(l.header, HEADER_START);
+  out[l.padStart] = 0xc4;
+  out[l.padStart + 1] = l.pad;
+  out.fill(0, l.padStart + 2, l.padStart + 2 + l.pad);
+  out[l.payloadStart - 5] = 0xc6;
+  view.setUint32(l.payloadStart - 4, l.payloadLength);
+  view.setUint32(19, crc32(out.subarray(HEADER_START, l.payloadStart), crc32(out.subarray(0, 18))));
+}
 
+/** Encode named tensors and meta into one msgpack frame (layout in the module header). */
+export function encodeFrame(frame: Frame, options: EncodeOptions = {}): Uint8Array {
+  const l = layout(frame, options);
+  const raw = options.allocate ? options.allocate(l.total) : allocBytes(l.total);
+  if (!(raw instanceof Uint8Array) || raw.length < l.total) fail(ErrorCode.BAD_ARGUMENT, `encodeFrame: allocate(${l.total}) must return a Uint8Array of at least ${l.total} bytes`);
+  const out = raw.length === l.total ? raw : raw.subarray(0, l.total);
   let cursor = 0;
-  for (const s of slots) {
-    if (s.offset > cursor) out.fill(0, payloadStart + cursor, payloadStart + s.offset);
-    out.set(s.bytes!, payloadStart + s.offset);
+  for (const s of l.slots) {
+    if (s.offset > cursor) out.fill(0, l.payloadStart + cursor, l.payloadStart + s.offset);
+    out.set(s.bytes!, l.payloadStart + s.offset);
     cursor = s.offset + s.bytes!.length;
   }
-
-  view.setUint32(14, checksum ? crc32(out.subarray(payloadStart, total)) : 0);
-  view.setUint32(19, crc32(out.subarray(HEADER_START, payloadStart), crc32(out.subarray(0, 18))));
+  writePrefix(out, l, l.checksum ? crc32(out.subarray(l.payloadStart, l.total)) : 0);
   return out;
 }
+
+/**
+ * The same frame as encodeFrame, as a list of byte ranges to write in order (a vectored write): a
+ * fresh prefix (header through the payload's length) and the tensors' own bytes with zero padding
+ * between them. The tensor data is not copied; the parts are valid while the tensors are.
+ */
+export function encodeFrameParts(frame: Frame, options: Omit<EncodeOptions, 'allocate'> = {}): { parts: Uint8Array[]; byteLength: number } {
+  const l = layout(frame, options);
+  const prefix = new Uint8Array(l.payloadStart);
+  const parts: Uint8Array[] = [prefix];
+  let cursor = 0;
+  let crc = 0;
+  for (const s of l.slots) {
+    if (s.offset > cursor) {
+      const gap = ZERO_PAD.subarray(0, s.offset - cursor);
+      parts.push(gap);
+      if (l.checksum) crc = crc32(gap, crc);
+    }
+    parts.push(s.bytes!);
+    if (l.checksum) crc = crc32(s.bytes!, crc);
+    cursor = s.offset + s.bytes!.length;
+  }
+  writePrefix(prefix, l, l.checksum ? crc : 0);
+  return { parts, byteLength: l.total };
+}
+
+const ZERO_PAD = new Uint8Array(8);
 
 /**
  * Decode a frame made by encodeFrame. Tensors are views over `bytes` (no copy) when `bytes` sits at an

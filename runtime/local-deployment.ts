@@ -1,5 +1,6 @@
 // A whole deployment on this host: embedded nats-server (unless NATS_URL is set) plus one process per actor.
 // Used by `cleave up`, `npm start`, `cleave infer` and the multi-process tests.
+import { withTensorMalloc } from './malloc.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -128,7 +129,7 @@ function spawnActor(role: Role, id: string, servers: string[], options: LocalDep
     const nodeArgs = (process.env.CLEAVE_ACTOR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
     const child = spawn(process.execPath, [...nodeArgs, join(projectRoot(), 'bin', 'cleave.js'), 'actor', role, '--id', id], {
       cwd: projectRoot(),
-      env: { ...process.env, ...options.env, NATS_URL: servers.join(','), ...(options.detached ? {} : { CLEAVE_EXIT_WITH_PARENT: String(process.pid) }) },
+      env: withTensorMalloc({ ...process.env, ...options.env, NATS_URL: servers.join(','), ...(options.detached ? {} : { CLEAVE_EXIT_WITH_PARENT: String(process.pid) }) }),
       stdio: ['ignore', fd, fd],
       detached: options.detached ?? false,
     });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { Packr, Unpackr } from 'msgpackr';
 import {
   CODEC_VERSION, CHUNK_OVERHEAD, ELEMENT_BYTES, FrameAssembler, byteLength, crc32, crc32Js, decodeFrame, encodeFrame,
-  readChunk, splitFrame, tensor, type DType, type Tensor, type TensorData,
+  encodeFrameParts, readChunk, splitFrame, tensor, type DType, type Tensor, type TensorData,
 } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 
@@ -61,6 +61,8 @@ const framesArb = fc.record({
   meta: metaArb,
   checksum: fc.boolean(),
 });
+
+const byteLengthOf = (t: Tensor): number => (t.data as Exclude<TensorData, string[]>).byteLength;
 
 function bytesOf(t: Tensor): Uint8Array {
   const d = t.data as Exclude<TensorData, string[]>;
@@ -170,6 +172,20 @@ test('tensor-codec - random frames of every dtype round-trip bit-exact, aligned 
     }
     assert.deepEqual(got.meta, Object.fromEntries(Object.entries(meta)));
   }), { numRuns: 400 });
+});
+
+test('tensor-codec - encodeFrameParts concatenates to exactly the bytes of encodeFrame, without copying tensor data', () => {
+  fc.assert(fc.property(framesArb, ({ tensors, meta, checksum }) => {
+    const frame = { tensors: recordOf(tensors), meta };
+    const whole = encodeFrame(frame, { checksum });
+    const { parts, byteLength } = encodeFrameParts(frame, { checksum });
+    assert.equal(byteLength, whole.byteLength);
+    assert.deepEqual(Buffer.concat(parts), Buffer.from(whole.buffer, whole.byteOffset, whole.byteLength));
+    for (const [name, t] of tensors) {
+      if (t.dtype === 'string' || byteLengthOf(t) === 0) continue;
+      assert.ok(parts.some((p) => p.buffer === (t.data as Uint8Array).buffer), `${name}'s bytes are referenced, not copied`);
+    }
+  }), { numRuns: 300 });
 });
 
 test('tensor-codec - each dtype on its own round-trips bit-exact (random shapes, special values)', () => {

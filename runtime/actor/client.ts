@@ -1,8 +1,8 @@
 // Talking to actors from outside (CLI, tests, other actors): control requests, inbox sends, the live roster.
 import { headers as natsHeaders, errors as natsErrors, type NatsConnection } from '@nats-io/nats-core';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
-import { Header, Subject, type Role } from '../../protocols/subjects.js';
+import { Bucket, Header, Subject, type Role } from '../../protocols/subjects.js';
 import type { ActorRecord, ControlReply, ControlRequest } from '../../protocols/messages.js';
 import { encodeFrame, decodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { actorsBucket } from '../nats/topology.js';
@@ -52,12 +52,19 @@ export async function sendToInbox(js: JetStreamClient, role: Role, type: string,
   });
 }
 
-/** Every live actor, from the actors bucket (entries vanish when heartbeats stop). */
+/**
+ * Every live actor, from the actors bucket (entries vanish when heartbeats stop). Keys come from the
+ * bucket's stream info (one request) rather than kv.keys(): that ordered consumer waits for a message
+ * it was told is pending, and an entry expiring between the count and the delivery left it waiting
+ * forever (seen as a roster look-up that never returned while a killed actor's entry expired).
+ */
 export async function listActors(nc: NatsConnection): Promise<ActorRecord[]> {
   const kv = await actorsBucket(nc);
   const out: ActorRecord[] = [];
-  const keys = await kv.keys();
-  for await (const k of keys) {
+  const prefix = `$KV.${Bucket.ACTORS}.`;
+  const info = await (await jetstreamManager(nc)).streams.info(`KV_${Bucket.ACTORS}`, { subjects_filter: `${prefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+  for (const k of keys) {
     const e = await kv.get(k);
     if (!e || e.operation !== 'PUT') continue;
     try {

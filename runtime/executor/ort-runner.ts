@@ -3,10 +3,11 @@
 import { Worker } from 'node:worker_threads';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import type { Tensor } from '../../protocols/tensor-codec.js';
-import { checkOrtTensor, prepareTransfer, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
-import type { FromWorker, SessionWorkerData, ToWorker } from './session-worker.js';
+import { checkFeeds, prepareTransfer, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
+import type { FromWorker, LoadMessage, SessionWorkerData, StageJob, ToWorker } from './session-worker.js';
+import type { ShmRef } from '../shm/pool.js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -26,15 +27,17 @@ function workerEntryUrl(): URL {
   if (workerEntry) return workerEntry;
   try {
     const src = fileURLToPath(new URL('./session-worker.ts', import.meta.url));
-    const deps = [src, fileURLToPath(new URL('./ort-tensors.ts', import.meta.url)), fileURLToPath(new URL('../../protocols/errors.ts', import.meta.url))];
+    // Everything the bundle can include: this folder, the shared-memory pool, protocols/.
     const hash = createHash('sha256');
-    for (const d of deps) hash.update(readFileSync(d));
-    // node_modules/.cache: the conventional tool cache, and `onnxruntime-node` resolves from there.
+    for (const dir of ['.', '../shm', '../../protocols']) {
+      const d = fileURLToPath(new URL(dir, import.meta.url));
+      for (const f of readdirSync(d).filter((x) => x.endsWith('.ts')).sort()) hash.update(f).update(readFileSync(join(d, f)));
+    }
     const out = join(projectRoot(), 'node_modules', '.cache', 'cleave', `session-worker-${hash.digest('hex').slice(0, 16)}.mjs`);
     if (!existsSync(out)) {
       mkdirSync(dirname(out), { recursive: true });
       const tmp = `${out}.${process.pid}.tmp`;
-      buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node'], outfile: tmp, logLevel: 'silent' });
+      buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node', 'msgpackr'], outfile: tmp, logLevel: 'silent' });
       renameSync(tmp, out);
     }
     workerEntry = pathToFileURL(out);
@@ -57,6 +60,8 @@ export interface OrtRunnerOptions {
   enableCpuMemArena?: boolean;
   /** ORT's memory pattern planning (pre-sizes one block for all intermediates). Default true. */
   enableMemPattern?: boolean;
+  /** The host's shared-memory pool directory: stage jobs may then read and write frames there. */
+  shmDir?: string;
   /** Called once when the worker dies or fails (state becomes 'failed'); pending runs are rejected too. */
   onError?: (error: CleaveError) => void;
 }
@@ -65,8 +70,26 @@ export interface OrtRunnerOptions {
 export type OrtRunnerState = 'ready' | 'closing' | 'closed' | 'failed';
 
 interface Pending {
-  resolve: (outputs: Record<string, Tensor>) => void;
+  resolve: (outputs: any) => void;
   reject: (e: CleaveError) => void;
+}
+
+/** What a stage job sends on: tensors back in this thread, or a shared-memory frame the worker wrote. */
+export interface StageRunResult {
+  out: { tensors: Record<string, Tensor> } | { shm: ShmRef };
+  runMs: number;
+  /** Bytes of the message's tensors (shared-memory input) and of the tensors sent on. */
+  inBytes: number;
+  outBytes: number;
+}
+
+export interface StageRunRequest {
+  /** The message's tensors (moved to the worker: buffers they own come back empty), or the frame holding them. */
+  input: { tensors: Record<string, Tensor> } | { shm: ShmRef };
+  /** Names to send on: the partition's outputs, or message tensors passed through. */
+  forward: string[];
+  /** Write what is sent on into the shared-memory pool (needs `shmDir`); else return it. */
+  toShm: boolean;
 }
 
 /** Test hooks, not API. */
@@ -76,6 +99,48 @@ export const runnerInternals = {
   /** The worker's thread id; -1 once the thread has exited. */
   threadId(r: OrtRunner): number { return r['worker'].threadId; },
 };
+
+/**
+ * An inference thread started ahead of its partition, with onnxruntime loaded: an idle executor keeps
+ * one, so that an assignment only loads the partition (faster, and the thread's own memory is part of
+ * the idle executor, not of the partition). Taken once by OrtRunner.create.
+ */
+export class SpareThread {
+  private thread: { worker: Worker; abandon: Int32Array } | undefined;
+
+  private constructor(worker: Worker, abandon: Int32Array) {
+    this.thread = { worker, abandon };
+    worker.unref();
+  }
+
+  static async start(): Promise<SpareThread> {
+    const abandon = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(workerEntryUrl(), { workerData: { cleaveSessionWorker: true, abandon } satisfies SessionWorkerData, execArgv: workerExecArgv(process.execArgv) });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: FromWorker): void => { cleanup(); m.type === 'spare' ? resolve() : reject(new CleaveError(ErrorCode.INTERNAL, `spare inference thread sent '${m.type}'`)); };
+      const onError = (e: Error): void => { cleanup(); reject(new CleaveError(ErrorCode.RUNNER_FAILED, `the spare inference thread failed to start: ${e.message}`, { cause: e })); };
+      const onExit = (code: number): void => { cleanup(); reject(new CleaveError(ErrorCode.RUNNER_FAILED, `the spare inference thread exited (code ${code})`)); };
+      const cleanup = (): void => { worker.off('message', onMessage); worker.off('error', onError); worker.off('exit', onExit); };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+    });
+    return new SpareThread(worker, abandon);
+  }
+
+  /** The thread, once; undefined when taken already. */
+  take(): { worker: Worker; abandon: Int32Array } | undefined {
+    const t = this.thread;
+    this.thread = undefined;
+    t?.worker.ref();
+    return t;
+  }
+
+  async dispose(): Promise<void> {
+    const t = this.take();
+    if (t) await t.worker.terminate();
+  }
+}
 
 export class OrtRunner {
   readonly inputNames: readonly string[];
@@ -99,26 +164,30 @@ export class OrtRunner {
    * (the caller keeps them). Rejects with MODEL_INVALID when onnxruntime refuses the model, or
    * RUNNER_FAILED when the worker cannot start.
    */
-  static async create(modelBytes: Uint8Array, opts: OrtRunnerOptions = {}): Promise<OrtRunner> {
+  static async create(modelBytes: Uint8Array, opts: OrtRunnerOptions = {}, spare?: SpareThread): Promise<OrtRunner> {
     if (!(modelBytes instanceof Uint8Array)) {
       throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'OrtRunner.create needs the model as a Uint8Array; read the .onnx file first');
     }
-    const abandon = new Int32Array(new SharedArrayBuffer(4));
-    const data: SessionWorkerData = {
-      cleaveSessionWorker: true,
-      model: modelBytes,
-      abandon,
-      options: {
-        intraOpNumThreads: opts.intraOpNumThreads ?? 1,
-        interOpNumThreads: opts.interOpNumThreads ?? 1,
-        graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
-        executionMode: opts.executionMode ?? 'sequential',
-        enableCpuMemArena: opts.enableCpuMemArena ?? true,
-        enableMemPattern: opts.enableMemPattern ?? true,
-        logSeverityLevel: 4, // ORT's errors reach the caller in the CleaveError; keep them off stderr
-      },
+    const options: NonNullable<SessionWorkerData['options']> = {
+      intraOpNumThreads: opts.intraOpNumThreads ?? 1,
+      interOpNumThreads: opts.interOpNumThreads ?? 1,
+      graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+      executionMode: opts.executionMode ?? 'sequential',
+      enableCpuMemArena: opts.enableCpuMemArena ?? true,
+      enableMemPattern: opts.enableMemPattern ?? true,
+      logSeverityLevel: 4, // ORT's errors reach the caller in the CleaveError; keep them off stderr
     };
-    const worker = new Worker(workerEntryUrl(), { workerData: data, execArgv: workerExecArgv(process.execArgv) });
+    let worker: Worker;
+    let abandon: Int32Array;
+    const taken = spare?.take();
+    if (taken) {
+      ({ worker, abandon } = taken);
+      worker.postMessage({ type: 'load', model: modelBytes, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) } satisfies LoadMessage);
+    } else {
+      abandon = new Int32Array(new SharedArrayBuffer(4));
+      const data: SessionWorkerData = { cleaveSessionWorker: true, model: modelBytes, abandon, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) };
+      worker = new Worker(workerEntryUrl(), { workerData: data, execArgv: workerExecArgv(process.execArgv) });
+    }
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
       const cleanup = (): void => { worker.off('message', onMessage); worker.off('error', onCrash); worker.off('exit', onExit); };
       const onMessage = (m: FromWorker): void => {
@@ -227,6 +296,38 @@ export class OrtRunner {
   }
 
   /**
+   * One request of a pipeline stage with its I/O on the worker (see StageJob): with a shared-memory
+   * input and output its tensors never enter this thread. Errors as run(), plus FRAME_GONE when the
+   * input frame is no longer in the pool.
+   */
+  runStage(req: StageRunRequest): Promise<StageRunResult> {
+    let job: StageJob;
+    let transfer: ArrayBuffer[] = [];
+    try {
+      this.assertUsable();
+      if ('tensors' in req.input) {
+        const wire = Object.entries(req.input.tensors).map(([name, t]) => ({ name, ...t }));
+        transfer = prepareTransfer(wire);
+        job = { type: 'stage', id: this.nextId++, input: { tensors: wire }, forward: [...req.forward], toShm: req.toShm };
+      } else {
+        job = { type: 'stage', id: this.nextId++, input: { shm: req.input.shm }, forward: [...req.forward], toShm: req.toShm };
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.set(job.id, { resolve, reject });
+      this.worker.ref();
+      try {
+        this.worker.postMessage(job, transfer);
+      } catch (e) {
+        this.settle(job.id);
+        reject(new CleaveError(ErrorCode.INPUT_INVALID, `tensors could not be sent to the inference worker: ${(e as Error).message}`, { cause: e }));
+      }
+    });
+  }
+
+  /**
    * End the worker. By default the runs already taken finish first. `force` rejects them at once with
    * RUNNER_CLOSED and the worker skips those it has not started; a run already inside onnxruntime
    * cannot be interrupted, so the worker exits after it (at most one run's time). Resolves when the
@@ -260,6 +361,13 @@ export class OrtRunner {
         const out: Record<string, Tensor> = {};
         for (const t of m.outputs) out[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data };
         p?.resolve(out);
+        return;
+      }
+      case 'stageResult': {
+        const p = this.settle(m.id);
+        this.lastRunMsValue = m.runMs;
+        const out: StageRunResult['out'] = 'shm' in m.out ? { shm: m.out.shm } : { tensors: Object.fromEntries(m.out.tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: t.data }])) };
+        p?.resolve({ out, runMs: m.runMs, inBytes: m.inBytes, outBytes: m.outBytes } satisfies StageRunResult);
         return;
       }
       case 'runFailed':
@@ -313,32 +421,7 @@ export class OrtRunner {
   }
 
   private checkFeeds(feeds: Record<string, Tensor>): WireTensor[] {
-    if (feeds === null || typeof feeds !== 'object') throw new CleaveError(ErrorCode.INPUT_INVALID, 'feeds must be an object of named tensors');
-    const wire: WireTensor[] = [];
-    const wanted = new Map(this.inputMetadata.map((m) => [m.name, m]));
-    for (const [name, t] of Object.entries(feeds)) {
-      const info = wanted.get(name);
-      if (!info) {
-        throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is not an input of this partition; it takes ${this.inputNames.map((n) => `'${n}'`).join(', ')}`, { details: { tensor: name } });
-      }
-      checkOrtTensor(name, t);
-      if (info.dtype !== undefined && t.dtype !== info.dtype) {
-        throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is ${t.dtype} but the partition takes ${info.dtype}; cast it before sending`, { details: { tensor: name, dtype: t.dtype, expected: info.dtype } });
-      }
-      // An empty declared shape means either a scalar or no declared shape: check only declared ranks.
-      if (info.shape.length > 0) {
-        const dimsOk = t.shape.length === info.shape.length && info.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
-        if (!dimsOk) {
-          throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' has shape [${t.shape.join(',')}] but the partition takes [${info.shape.join(',')}]; reshape it (named dims may take any size)`, { details: { tensor: name, shape: t.shape, expected: info.shape } });
-        }
-      }
-      wire.push({ name, dtype: t.dtype, shape: [...t.shape], data: t.data });
-    }
-    const missing = this.inputNames.filter((n) => !Object.hasOwn(feeds, n));
-    if (missing.length > 0) {
-      throw new CleaveError(ErrorCode.INPUT_INVALID, `missing input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}; feed every input of the partition`, { details: { missing } });
-    }
-    return wire;
+    return checkFeeds(this.inputMetadata, feeds);
   }
 
   private checkOutputNames(names: string[]): void {

@@ -103,6 +103,42 @@ function arrayTag(v: unknown): string | undefined {
   return ArrayBuffer.isView(v) ? (v as unknown as { [Symbol.toStringTag]: string })[Symbol.toStringTag] : undefined;
 }
 
+/**
+ * Checks feeds against a partition's inputs (INPUT_INVALID: unknown or missing input, dtype ORT cannot
+ * take or the model does not declare, rank or fixed dim that differs) and returns them as wire tensors
+ * (same data). Tensors named in `extra` may be present without being inputs (passed through).
+ */
+export function checkFeeds(inputs: readonly OrtValueInfo[], feeds: Record<string, Tensor>, extra: ReadonlySet<string> = new Set()): WireTensor[] {
+  if (feeds === null || typeof feeds !== 'object') throw new CleaveError(ErrorCode.INPUT_INVALID, 'feeds must be an object of named tensors');
+  const wire: WireTensor[] = [];
+  const wanted = new Map(inputs.map((m) => [m.name, m]));
+  const names = inputs.map((m) => `'${m.name}'`).join(', ');
+  for (const [name, t] of Object.entries(feeds)) {
+    const info = wanted.get(name);
+    if (!info) {
+      if (extra.has(name)) continue;
+      throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is not an input of this partition; it takes ${names}`, { details: { tensor: name } });
+    }
+    checkOrtTensor(name, t);
+    if (info.dtype !== undefined && t.dtype !== info.dtype) {
+      throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is ${t.dtype} but the partition takes ${info.dtype}; cast it before sending`, { details: { tensor: name, dtype: t.dtype, expected: info.dtype } });
+    }
+    // An empty declared shape means either a scalar or no declared shape: check only declared ranks.
+    if (info.shape.length > 0) {
+      const dimsOk = t.shape.length === info.shape.length && info.shape.every((d, i) => typeof d !== 'number' || d === t.shape[i]);
+      if (!dimsOk) {
+        throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' has shape [${t.shape.join(',')}] but the partition takes [${info.shape.join(',')}]; reshape it (named dims may take any size)`, { details: { tensor: name, shape: t.shape, expected: info.shape } });
+      }
+    }
+    wire.push({ name, dtype: t.dtype, shape: [...t.shape], data: t.data });
+  }
+  const missing = inputs.map((m) => m.name).filter((n) => !Object.hasOwn(feeds, n));
+  if (missing.length > 0) {
+    throw new CleaveError(ErrorCode.INPUT_INVALID, `missing input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}; feed every input of the partition`, { details: { missing } });
+  }
+  return wire;
+}
+
 /** A tensor crossing a thread boundary; numeric data travels in transferred (or shared) buffers. */
 export interface WireTensor extends Tensor {
   name: string;

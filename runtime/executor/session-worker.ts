@@ -2,16 +2,21 @@
 // so that session.run()'s blocking native call never stalls the executor's event loop.
 // Loaded by session-worker.mjs (which puts tsx in front of it); the message shapes are below.
 import { parentPort, workerData } from 'node:worker_threads';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import ort from 'onnxruntime-node';
 import { asCleaveError, CleaveError, ErrorCode, type CleaveErrorWire } from '../../protocols/errors.js';
-import { fromOrtTensor, prepareTransfer, toOrtTensor, valueInfoFromOrt, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
+import { byteLength, type Tensor } from '../../protocols/tensor-codec.js';
+import { ShmPool, Scratch, type ShmRef } from '../shm/pool.js';
+import { checkFeeds, fromOrtTensor, prepareTransfer, toOrtTensor, valueInfoFromOrt, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
 
 // ---------------------------------------------------------------- wire shapes (runner <-> worker)
 
 export interface SessionWorkerData {
   /** Marks a Worker started by OrtRunner, so importing this module elsewhere serves nothing. */
   cleaveSessionWorker: true;
-  model: Uint8Array;
+  /** The partition; absent for a spare thread, which waits for a `load` message. */
+  model?: Uint8Array;
   /**
    * Shared flag, set to 1 by the runner when it stops waiting for runs (forced close, failure): queued
    * runs are then skipped. The runner never terminates the worker mid-run: with onnxruntime-node 1.30,
@@ -19,19 +24,49 @@ export interface SessionWorkerData {
    * throwing an instance of Napi::Error').
    */
   abandon: Int32Array;
-  options: ort.InferenceSession.SessionOptions;
+  options?: ort.InferenceSession.SessionOptions;
+  /** The host's shared-memory pool directory, when stage jobs may read and write frames there. */
+  shmDir?: string;
 }
+
+/** What a spare thread is given to become a runner (the fields a started one gets in workerData). */
+export interface LoadMessage {
+  type: 'load';
+  model: Uint8Array;
+  options: ort.InferenceSession.SessionOptions;
+  shmDir?: string;
+}
+
+/**
+ * One request of a pipeline stage, I/O included, so its tensors never touch the executor's main
+ * thread when they come and go through shared memory: read the message's tensors (given, or from a
+ * shared-memory frame), run the partition on its inputs, and send on `forward` (own outputs, or
+ * message tensors passed through) as a new shared-memory frame or returned tensors.
+ */
+export interface StageJob {
+  type: 'stage';
+  id: number;
+  input: { tensors: WireTensor[] } | { shm: ShmRef };
+  forward: string[];
+  toShm: boolean;
+}
+
+export type StageOutput = { tensors: WireTensor[] } | { shm: ShmRef };
 
 export type ToWorker =
   | { type: 'run'; id: number; feeds: WireTensor[]; outputNames?: string[] }
+  | StageJob
   | { type: 'close' }
   /** Test hook: once the runs before it are done, throw an uncaught exception or exit the thread. */
   | { type: 'crash'; how: 'throw' | 'exit' };
 
 export type FromWorker =
+  /** A spare thread is up (onnxruntime loaded) and waits for its partition. */
+  | { type: 'spare' }
   | { type: 'ready'; inputs: OrtValueInfo[]; outputs: OrtValueInfo[] }
   | { type: 'loadFailed'; error: CleaveErrorWire }
   | { type: 'result'; id: number; outputs: WireTensor[]; runMs: number }
+  | { type: 'stageResult'; id: number; out: StageOutput; runMs: number; inBytes: number; outBytes: number }
   | { type: 'runFailed'; id: number; error: CleaveErrorWire }
   | { type: 'closed' };
 
@@ -40,10 +75,21 @@ export type FromWorker =
 async function serve(): Promise<void> {
   const port = parentPort!;
   const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
-  const { model, options, abandon } = workerData as SessionWorkerData;
+  const data = workerData as SessionWorkerData;
+  const { abandon } = data;
+  let { model, options, shmDir } = data;
+  if (!model) {
+    const load = await new Promise<LoadMessage>((resolve) => {
+      port.once('message', (m: LoadMessage) => resolve(m));
+      post({ type: 'spare' });
+    });
+    ({ model, options, shmDir } = load);
+  }
+  const pool = shmDir ? ShmPool.open({ dir: shmDir }) : undefined;
+  const scratch = new Scratch();
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(model, options);
+    session = await ort.InferenceSession.create(model, options ?? {});
   } catch (e) {
     post({ type: 'loadFailed', error: loadError(e).toWire() });
     return;
@@ -59,6 +105,8 @@ async function serve(): Promise<void> {
     switch (m.type) {
       case 'run':
         return enqueue(() => (Atomics.load(abandon, 0) === 1 ? undefined : runOne(session, m, post)));
+      case 'stage':
+        return enqueue(() => (Atomics.load(abandon, 0) === 1 ? undefined : runStage(session, inputs, m, post, pool, scratch)));
       case 'close':
         return enqueue(async () => {
           await session.release();
@@ -72,7 +120,8 @@ async function serve(): Promise<void> {
         });
     }
   });
-  post({ type: 'ready', inputs: session.inputMetadata.map(valueInfoFromOrt), outputs: session.outputMetadata.map(valueInfoFromOrt) });
+  const inputs = session.inputMetadata.map(valueInfoFromOrt);
+  post({ type: 'ready', inputs, outputs: session.outputMetadata.map(valueInfoFromOrt) });
 }
 
 async function runOne(session: ort.InferenceSession, m: Extract<ToWorker, { type: 'run' }>, post: (m: FromWorker, t?: ArrayBuffer[]) => void): Promise<void> {
@@ -97,6 +146,68 @@ async function runOne(session: ort.InferenceSession, m: Extract<ToWorker, { type
     for (const t of outputs) if (!Array.isArray(t.data)) t.data = t.data.slice() as typeof t.data;
     post({ type: 'result', id: m.id, outputs, runMs }, prepareTransfer(outputs));
   }
+}
+
+/**
+ * A young-generation collection, exposed once for this thread. ORT hands each output back in fresh
+ * memory; once a stage has written its outputs to shared memory they are garbage, but V8 only collects
+ * them after ~64 MB of such memory, so a stage with 9 MB outputs held ~7 dead copies at peak and kept
+ * faulting in new pages. Collecting them at once (~0.1-0.2 ms) lowers peak memory and reuses warm pages.
+ */
+const collectYoung: (() => void) | undefined = (() => {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as (o?: { type: 'minor' | 'major' }) => void;
+    return () => gc({ type: 'minor' });
+  } catch {
+    return undefined;
+  }
+})();
+
+async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m: StageJob, post: (m: FromWorker, t?: ArrayBuffer[]) => void, pool: ShmPool | undefined, scratch: Scratch): Promise<void> {
+  let tensors: Record<string, Tensor>;
+  let out: StageOutput;
+  let runMs: number;
+  let inBytes = 0;
+  let outBytes = 0;
+  try {
+    if ('shm' in m.input) {
+      if (!pool) throw new CleaveError(ErrorCode.INTERNAL, 'this runner has no shared-memory pool; send the tensors instead');
+      // Views into the scratch buffer: valid until the next job, and this job ends with them.
+      tensors = pool.readFrame(m.input.shm, scratch).tensors;
+      inBytes = m.input.shm.bytes;
+    } else {
+      tensors = Object.fromEntries(m.input.tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: t.data }]));
+    }
+    const fed = new Set(inputs.map((i) => i.name));
+    const wire = checkFeeds(inputs, Object.fromEntries(Object.entries(tensors).filter(([n]) => fed.has(n))));
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const t of wire) feeds[t.name] = toOrtTensor(t.name, t);
+    const t0 = performance.now();
+    const result = await session.run(feeds);
+    runMs = performance.now() - t0;
+    const forward: Record<string, Tensor> = {};
+    for (const name of m.forward) {
+      const v = result[name];
+      const t = v ? fromOrtTensor(name, v as ort.Tensor) : tensors[name];
+      if (t) forward[name] = t;
+    }
+    for (const t of Object.values(forward)) outBytes += byteLength(t);
+    if (m.toShm && pool) {
+      out = { shm: pool.writeFrame(forward) };
+    } else {
+      out = { tensors: Object.entries(forward).map(([name, t]) => ({ name, ...t })) };
+    }
+  } catch (e) {
+    const err = e instanceof CleaveError ? e : new CleaveError(ErrorCode.STAGE_FAILED, `onnxruntime failed to run the partition: ${asCleaveError(e).message}`);
+    post({ type: 'runFailed', id: m.id, error: err.toWire() });
+    return;
+  }
+  // Returned tensors that view the scratch buffer (passed through from a shared-memory input) are
+  // copied by prepareTransfer; ORT's own outputs own their buffers and are moved.
+  const transfer = 'tensors' in out ? prepareTransfer(out.tensors) : [];
+  post({ type: 'stageResult', id: m.id, out, runMs, inBytes, outBytes }, transfer);
+  if ('shm' in out && outBytes > 1024 * 1024) collectYoung?.();
 }
 
 // onnxruntime-node refuses a model whose inputs or outputs have an element type it cannot exchange with

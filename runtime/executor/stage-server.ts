@@ -6,11 +6,14 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode, asCleaveError } from '../../protocols/errors.js';
 import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
 import { dedupId, workDurable, workSubject, type DeployedStage, type Deployment, type WorkMeta } from '../../protocols/deployment.js';
-import { byteLength, decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
-import { publishFrame, receiveFrame, releaseFrame } from '../nats/frames.js';
+import { decodeFrame, encodeFrame } from '../../protocols/tensor-codec.js';
+import { publishFrame, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
+import type { ShmPool, ShmRef } from '../shm/pool.js';
+import type { PeerDomains } from '../shm/peers.js';
+import { fetchShmFrame, releaseRemoteShm } from '../shm/remote.js';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
-import type { OrtRunner } from './ort-runner.js';
+import type { OrtRunner, StageRunRequest, StageRunResult } from './ort-runner.js';
 
 export interface StageStats {
   served: number;
@@ -26,6 +29,9 @@ export interface StageServerOptions {
   slots?: number;
   /** Makes a fresh runner when the current one has failed (its worker crashed). */
   reload?: () => Promise<OrtRunner>;
+  /** This host's shared-memory pool and where the next stage's executors are: frames go through
+   *  shared memory when every reader shares this host. Without it every frame goes inline. */
+  shm?: { pool: ShmPool; peers: PeerDomains };
   /** Called around each request, for the lifecycle machine's in-flight count. */
   onBegin?: () => void;
   onEnd?: () => void;
@@ -145,33 +151,39 @@ export class StageServer {
 
   private async process(m: JsMsg): Promise<void> {
     const waitStart = Number(m.info.timestampNanos) / 1e6;
-    let bytes: Uint8Array;
-    let meta: WorkMeta;
-    let tensors: Record<string, Tensor>;
+    const shm = this.options.shm;
+    let meta: WorkMeta | undefined;
+    let input: StageRunRequest['input'];
+    let ref: ShmRef | undefined;
+    let bodyBytes: number;
     try {
-      bytes = await receiveFrame(this.ctx.nc, m.data, m.headers);
+      const bytes = await receiveFrame(this.ctx.nc, m.data, m.headers);
+      bodyBytes = bytes.byteLength;
       const frame = decodeFrame(bytes);
-      meta = frame.meta as unknown as WorkMeta;
-      tensors = frame.tensors;
-      if (!meta || typeof meta.req !== 'string' || typeof meta.reply !== 'string') throw new CleaveError(ErrorCode.BAD_MESSAGE, 'work message has no request id or reply subject');
+      const candidate = frame.meta as unknown as WorkMeta;
+      if (!candidate || typeof candidate.req !== 'string' || typeof candidate.reply !== 'string') throw new CleaveError(ErrorCode.BAD_MESSAGE, 'work message has no request id or reply subject');
+      meta = candidate;
+      ref = shmRefOf(m.headers);
+      if (ref && shm && ref.domain === shm.pool.domain) input = { shm: ref };
+      // Another host's frame (a replica that joined after the producer looked): read it over NATS.
+      else if (ref) input = { tensors: (await fetchShmFrame(this.ctx.nc, ref)).tensors };
+      else input = { tensors: frame.tensors };
     } catch (e) {
-      await this.deadLetter(m, undefined, asCleaveError(e));
+      if (this.alreadyDone(m, e)) return;
+      await this.deadLetter(m, meta, asCleaveError(e), ref);
       return;
     }
     const takenAt = Date.now();
-    this.ctx.log.debug('took request', { req: meta.req, stage: this.stage.index, delivery: m.info.deliveryCount, bytes: bytes.byteLength });
-    let outputs: Record<string, Tensor>;
+    this.ctx.log.debug('took request', { req: meta.req, stage: this.stage.index, delivery: m.info.deliveryCount, shm: ref !== undefined });
+    const last = this.stage.index === this.deployment.stages.length - 1;
+    // Shared memory downstream only when every reader is on this host: the next stage's every
+    // executor, or the caller for a result. Anything else goes inline through NATS.
+    const toShm = shm !== undefined && shm.pool.hasRoom(0) &&
+      (last ? meta.replyDomain === shm.pool.domain : shm.peers.allIn(shm.pool.domain, meta.run, meta.epoch, this.stage.index + 1));
+    let r: StageRunResult;
     const t0 = performance.now();
     try {
-      const feeds: Record<string, Tensor> = {};
-      for (const spec of this.stage.inputs) {
-        const t = tensors[spec.name];
-        if (!t) throw new CleaveError(ErrorCode.INPUT_INVALID, `stage ${this.stage.index} needs '${spec.name}', which the message lacks`);
-        // The runner transfers buffers a tensor owns to its worker (they come back empty): a tensor this
-        // stage also passes on goes in as a copy.
-        feeds[spec.name] = this.stage.forward.includes(spec.name) && t.dtype !== 'string' ? { ...t, data: (t.data as Float32Array).slice() } : t;
-      }
-      outputs = await this.runner.run(feeds);
+      r = await this.runner.runStage({ input, forward: this.stage.forward, toShm });
     } catch (e) {
       const err = asCleaveError(e);
       // A crashed worker is this executor's problem, not the request's: hand the request back (a replica,
@@ -182,49 +194,70 @@ export class StageServer {
         await this.reloadRunner();
         return;
       }
-      await this.deadLetter(m, meta, err);
+      if (this.alreadyDone(m, err)) return;
+      await this.deadLetter(m, meta, err, ref);
       return;
     }
     // Time inside the model run itself (not the wait behind this executor's other slot).
-    const computeMs = this.runner.lastRunMs || performance.now() - t0;
-    const last = this.stage.index === this.deployment.stages.length - 1;
-    const out: Record<string, Tensor> = {};
-    for (const name of this.stage.forward) {
-      const t = outputs[name] ?? tensors[name];
-      if (t) out[name] = t;
-    }
-    const inBytes = bytes.byteLength;
-    const outBytes = Object.values(out).reduce((a, t) => a + byteLength(t), 0);
+    const computeMs = r.runMs || performance.now() - t0;
+    const inBytes = ref ? ref.bytes : bodyBytes;
     const nextMeta: WorkMeta = {
       ...meta,
       stage: this.stage.index + 1,
-      hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes }],
+      hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes: r.outBytes }],
     };
-    const frame = encodeFrame({ tensors: out, meta: nextMeta as unknown as Record<string, unknown> });
+    const outRef = 'shm' in r.out ? r.out.shm : undefined;
+    const frame = encodeFrame({ tensors: 'tensors' in r.out ? r.out.tensors : {}, meta: nextMeta as unknown as Record<string, unknown> });
     const subject = last ? meta.reply : workSubject(meta.run, meta.epoch, this.stage.index + 1);
     try {
       const h = natsHeaders();
       injectTrace(h);
-      await publishFrame(this.ctx.nc, this.ctx.js, subject, frame, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1) });
+      if (outRef) setShmRef(h, outRef);
+      const ack = await publishFrame(this.ctx.nc, this.ctx.js, subject, frame, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1) });
+      // A redelivered request whose output was stored before: the stored message names the earlier frame.
+      if (ack.duplicate && outRef) shm!.pool.release(outRef);
     } catch (e) {
       // Not stored downstream: hand it back for another try rather than lose it.
+      if (outRef) shm!.pool.release(outRef);
       this.ctx.log.warn('publish downstream failed; request goes back to the queue', { req: meta.req, error: String(e) });
       m.nak(1000);
       this.stats.failed++;
       return;
     }
     m.ack();
+    // The input's frame goes back to its pool now. Should the ack be lost, the redelivered message finds
+    // the frame gone or recycled (FRAME_GONE on a redelivery: its work is done, see deadLetter's caller).
+    if (ref) this.releaseShm(ref);
     this.ctx.log.debug('done', { req: meta.req, stage: this.stage.index, to: subject, computeMs: Math.round(computeMs * 10) / 10 });
     await releaseFrame(this.ctx.nc, m.headers);
     this.stats.served++;
     this.stats.computeMs += computeMs;
     this.stats.inBytes += inBytes;
-    this.stats.outBytes += frame.byteLength;
+    this.stats.outBytes += frame.byteLength + (outRef?.bytes ?? 0);
+  }
+
+  /**
+   * A redelivered message whose shared-memory frame is gone was done before: frames are released only
+   * after their message's downstream publish was stored and the message acked, so only a lost ack
+   * brings it back. It leaves the queue quietly; the first delivery of a gone frame is a real loss.
+   */
+  private alreadyDone(m: JsMsg, e: unknown): boolean {
+    if (!(e instanceof CleaveError) || e.code !== ErrorCode.FRAME_GONE || m.info.deliveryCount < 2) return false;
+    this.ctx.log.info('redelivered request was already served (its frame is released); dropping it', { subject: m.subject, delivery: m.info.deliveryCount });
+    m.term('already served');
+    return true;
+  }
+
+  /** A consumed shared-memory frame goes back to its host's pool (this one, or the producer's over NATS). */
+  private releaseShm(ref: ShmRef): void {
+    const shm = this.options.shm;
+    if (shm && ref.domain === shm.pool.domain) shm.pool.release(ref);
+    else releaseRemoteShm(this.ctx.nc, ref);
   }
 
   /** A request this stage cannot serve: the caller gets an error result naming stage and executor,
    *  the message goes to the dead-letter stream with its reason, and it leaves the queue. */
-  private async deadLetter(m: JsMsg, meta: WorkMeta | undefined, err: CleaveError): Promise<void> {
+  private async deadLetter(m: JsMsg, meta: WorkMeta | undefined, err: CleaveError, ref?: ShmRef): Promise<void> {
     this.stats.failed++;
     const error = { code: err.code, message: err.message, stage: this.stage.index, executor: this.ctx.id };
     this.ctx.log.warn('request failed at this stage', { req: meta?.req, ...error });
@@ -242,6 +275,8 @@ export class StageServer {
       h.set(Header.ERROR_CODE, err.code);
       await this.ctx.js.publish(Subject.parked(Role.EXECUTOR), m.data, { headers: h });
       m.term(err.message.slice(0, 200));
+      // Nobody will read the frame again; the parked copy keeps the meta and the reason.
+      if (ref) this.releaseShm(ref);
     } catch (e) {
       this.ctx.log.error('could not dead-letter; leaving it for redelivery', { error: String(e) });
       m.nak(1000);

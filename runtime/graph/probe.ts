@@ -160,3 +160,45 @@ function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+export interface StageTimeOptions extends ProbeOptions {
+  /** Timed runs per stage after one warm-up (default 5; the fastest is reported: a neighbour's burst
+   *  only ever adds time, and one busy moment must not move a cut). */
+  runs?: number;
+}
+
+/**
+ * Seconds per run of each stage as executors run it: its extracted model, fully optimised by
+ * onnxruntime, on `threads` (default 1), memory-pattern planning off. Node times from profileNodes come
+ * from an unoptimised run (so that node names map back), and optimisation speeds stages up unevenly
+ * (fused convolutions in one, resizes in another) and adds layout reorders at cuts: this measures what
+ * the plan will really cost. Stage k is fed what stages before it produced from zero-filled inputs.
+ */
+export async function measureStageSeconds(stageModels: readonly onnx.IModelProto[], feeds: Record<string, Feed>, opts: StageTimeOptions = {}): Promise<number[]> {
+  const runs = Math.max(1, opts.runs ?? 5);
+  const available: Record<string, Tensor> = await zeroFeeds(feeds);
+  const out: number[] = [];
+  for (const [k, m] of stageModels.entries()) {
+    const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, graphOptimizationLevel: 'all', enableMemPattern: false }, `timing of stage ${k}`);
+    try {
+      const stageFeeds: Record<string, Tensor> = {};
+      for (const name of s.inputNames) {
+        const t = available[name];
+        if (!t) throw new CleaveError(ErrorCode.INTERNAL, `stage ${k} reads '${name}', which no earlier stage produced`);
+        stageFeeds[name] = t;
+      }
+      const first = await s.run(stageFeeds);
+      Object.assign(available, first);
+      const times: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        const t0 = performance.now();
+        await s.run(stageFeeds);
+        times.push((performance.now() - t0) / 1000);
+      }
+      out.push(Math.min(...times));
+    } finally {
+      await s.release();
+    }
+  }
+  return out;
+}

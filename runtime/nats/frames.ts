@@ -7,7 +7,10 @@ import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import type { ObjectStore } from '@nats-io/obj';
 import { objectStore } from './objects.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
-import { ObjectStoreName } from '../../protocols/subjects.js';
+import { Header, ObjectStoreName } from '../../protocols/subjects.js';
+import type { Tensor } from '../../protocols/tensor-codec.js';
+import { formatShmRef, parseShmRef, type ShmPool, type ShmRef } from '../shm/pool.js';
+import { fetchShmFrame } from '../shm/remote.js';
 
 /** Header naming the blob that holds the frame, when it did not fit a message. */
 export const BLOB_HEADER = 'Cleave-Blob';
@@ -63,4 +66,24 @@ export async function releaseFrame(nc: NatsConnection, headers: MsgHdrs | undefi
   if (!name) return;
   const os = await blobStore(nc);
   await os.delete(name).catch(() => {});
+}
+
+/** Marks a message whose tensors are in the shared-memory frame `ref` (its body carries the meta). */
+export function setShmRef(h: MsgHdrs, ref: ShmRef): void {
+  h.set(Header.SHM, formatShmRef(ref));
+}
+
+/** The shared-memory frame a message names, if any (BAD_MESSAGE when the reference is malformed). */
+export function shmRefOf(headers: MsgHdrs | undefined): ShmRef | undefined {
+  const v = headers?.get(Header.SHM);
+  return v ? parseShmRef(v) : undefined;
+}
+
+/**
+ * Tensors of a shared-memory frame, in memory of their own: read from this host's pool, or fetched
+ * from the frame's host when it is another (or when this process has no pool).
+ */
+export async function readShmTensors(nc: NatsConnection, pool: ShmPool | undefined, ref: ShmRef, allocate?: (n: number) => Uint8Array): Promise<Record<string, Tensor>> {
+  if (pool && pool.domain === ref.domain) return pool.readFrame(ref, allocate).tensors;
+  return (await fetchShmFrame(nc, ref)).tensors;
 }

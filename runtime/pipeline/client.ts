@@ -7,7 +7,11 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { checkInputs, dedupId, resultSubject, workSubject, type Deployment, type Hop, type WorkMeta } from '../../protocols/deployment.js';
 import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
-import { publishFrame, receiveFrame, releaseFrame } from '../nats/frames.js';
+import { publishFrame, readShmTensors, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
+import { ShmPool, type ShmRef } from '../shm/pool.js';
+import { BufferPool } from '../shm/buffers.js';
+import { PeerDomains } from '../shm/peers.js';
+import { releaseRemoteShm } from '../shm/remote.js';
 import { injectTrace, producerSpan } from '../tracing.js';
 import { loadDeployment } from './store.js';
 
@@ -17,6 +21,12 @@ export interface InferenceResult {
   outputs: Record<string, Tensor>;
   hops: Hop[];
   latencyMs: number;
+  /**
+   * Gives the outputs' memory back to the client for the next result (optional: without it the memory
+   * is garbage-collected). Fresh memory costs far more than reused memory on many VMs; call it once the
+   * outputs are no longer used — reading them afterwards reads another result.
+   */
+  release(): void;
 }
 
 export interface InferenceClientOptions {
@@ -24,6 +34,11 @@ export interface InferenceClientOptions {
   maxInFlight?: number;
   /** Per request, from send to result. */
   timeoutMs?: number;
+  /**
+   * Exchange tensors with executors on this host through shared memory (default true when /dev/shm is
+   * usable): only references cross NATS. Executors on other hosts always get them inline.
+   */
+  sharedMemory?: boolean;
 }
 
 interface Pending {
@@ -48,17 +63,26 @@ export class InferenceClient {
   private constructor(
     private readonly nc: NatsConnection,
     readonly deployment: Deployment,
-    private readonly options: Required<InferenceClientOptions>,
+    private readonly options: Required<Omit<InferenceClientOptions, 'sharedMemory'>>,
+    private readonly shm?: { pool: ShmPool; peers: PeerDomains },
   ) {
     this.js = jetstream(nc);
   }
 
   static async open(nc: NatsConnection, run: string, options: InferenceClientOptions = {}): Promise<InferenceClient> {
     const d = await loadDeployment(nc, run);
-    const c = new InferenceClient(nc, d, { maxInFlight: options.maxInFlight ?? 4, timeoutMs: options.timeoutMs ?? 120_000 });
+    const pool = options.sharedMemory === false ? undefined : ShmPool.open();
+    const shm = pool ? { pool, peers: await PeerDomains.watch(nc) } : undefined;
+    const c = new InferenceClient(nc, d, { maxInFlight: options.maxInFlight ?? 4, timeoutMs: options.timeoutMs ?? 120_000 }, shm);
     c.listen();
     return c;
   }
+
+  /** Memory of results read from shared memory, recycled by InferenceResult.release(). */
+  private readonly resultMemory = new BufferPool();
+
+  /** Requests sent through shared memory, and inline, so far. */
+  readonly sent = { sharedMemory: 0, inline: 0 };
 
   get resultSubject(): string {
     return resultSubject(this.deployment.run, this.id);
@@ -84,16 +108,48 @@ export class InferenceClient {
     const meta = frame.meta as unknown as WorkMeta;
     const p = this.pending.get(meta.req);
     await releaseFrame(this.nc, headers);
-    if (!p || this.answered.has(meta.req)) return;
+    const ref = shmRefOf(headers);
+    if (!p || this.answered.has(meta.req)) {
+      if (ref) this.releaseShm(ref);
+      return;
+    }
+    let lost: CleaveError | undefined;
+    let pooled = false;
+    if (ref) {
+      try {
+        frame.tensors = await readShmTensors(this.nc, this.shm?.pool, ref, (n) => this.resultMemory.take(n));
+        pooled = true;
+      } catch (e) {
+        lost = e instanceof CleaveError ? e : new CleaveError(ErrorCode.FRAME_GONE, String(e));
+      } finally {
+        this.releaseShm(ref);
+      }
+    }
     this.remember(meta.req);
     this.pending.delete(meta.req);
     clearTimeout(p.timer);
     this.wake();
+    if (lost) {
+      p.reject(new CleaveError(lost.code, `the result of request ${meta.req} could not be read: ${lost.message}; send it again`, { details: { req: meta.req } }));
+      return;
+    }
     if (meta.error) {
       p.reject(new CleaveError(ErrorCode.STAGE_FAILED, `request ${meta.req} failed at stage ${meta.error.stage} on executor ${meta.error.executor}: [${meta.error.code}] ${meta.error.message}`, { details: { ...meta.error, req: meta.req } }));
       return;
     }
-    p.resolve({ req: meta.req, seq: p.seq, outputs: frame.tensors, hops: meta.hops, latencyMs: Date.now() - p.sentAt });
+    const first = Object.values(frame.tensors).find((t) => !Array.isArray(t.data));
+    let released = false;
+    const release = (): void => {
+      if (released || !pooled || !first) return;
+      released = true;
+      this.resultMemory.give(first.data as ArrayBufferView);
+    };
+    p.resolve({ req: meta.req, seq: p.seq, outputs: frame.tensors, hops: meta.hops, latencyMs: Date.now() - p.sentAt, release });
+  }
+
+  private releaseShm(ref: ShmRef): void {
+    if (this.shm && this.shm.pool.domain === ref.domain) this.shm.pool.release(ref);
+    else releaseRemoteShm(this.nc, ref);
   }
 
   private remember(req: string): void {
@@ -103,7 +159,16 @@ export class InferenceClient {
 
   /** Resolves when there is room for one more request (the backpressure `infer` applies itself). */
   async ready(): Promise<void> {
-    while (this.pending.size >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+    while (this.pending.size + this.claimed >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  /** Slots taken by callers between passing the check and registering their request. */
+  private claimed = 0;
+
+  /** Waits for room and takes it in the same step: concurrent callers cannot all pass one check. */
+  private async claimSlot(): Promise<void> {
+    while (this.pending.size + this.claimed >= this.options.maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+    this.claimed++;
   }
 
   private wake(): void {
@@ -114,11 +179,12 @@ export class InferenceClient {
   /** One request through the pipeline. Bad inputs are refused here, before they enter it. */
   async infer(inputs: Record<string, Tensor>, reqId: string = randomUUID()): Promise<InferenceResult> {
     checkInputs(this.deployment.inputs, inputs);
-    await this.ready();
+    await this.claimSlot();
+    this.claimed--; // the pending entry below takes the slot over, in this same synchronous step
     const d = this.deployment;
     const seq = this.seq++;
     const sentAt = Date.now();
-    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq, sentAt, hops: [] };
+    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq, sentAt, hops: [], ...(this.shm ? { replyDomain: this.shm.pool.domain } : {}) };
     const result = new Promise<InferenceResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(reqId);
@@ -133,7 +199,22 @@ export class InferenceClient {
       await producerSpan(subject, async () => {
         const h = natsHeaders();
         injectTrace(h);
-        await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
+        const shm = this.shm;
+        // Through shared memory only when every stage-0 executor shares this host (and it has room).
+        let ref: ShmRef | undefined;
+        if (shm && shm.peers.allIn(shm.pool.domain, d.run, d.epoch, 0) && shm.pool.hasRoom(0)) {
+          ref = shm.pool.writeFrame(inputs);
+          setShmRef(h, ref);
+        }
+        try {
+          const ack = await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: ref ? {} : inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
+          if (ack.duplicate && ref) shm!.pool.release(ref);
+        } catch (e) {
+          if (ref) shm!.pool.release(ref);
+          throw e;
+        }
+        if (ref) this.sent.sharedMemory++;
+        else this.sent.inline++;
       });
     } catch (e) {
       const p = this.pending.get(reqId);
@@ -161,6 +242,7 @@ export class InferenceClient {
 
   async close(): Promise<void> {
     this.sub?.unsubscribe();
+    this.shm?.peers.stop();
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, 'client closed before the result arrived'));

@@ -1,7 +1,7 @@
 // Pure decisions of the Coordinator: executor profiles from the roster, the deployment record from a
 // plan and its split, and which stage a newly arrived (or orphaned) executor should serve.
 import type { ActorRecord } from '../../protocols/messages.js';
-import type { ExecutorProfile, Plan } from '../../protocols/plan.js';
+import type { ExecutorProfile, Link, LinkTable, Plan } from '../../protocols/plan.js';
 import { forwardSets, type DeployedStage, type Deployment, type TensorSpec } from '../../protocols/deployment.js';
 
 /** Assumed speed of an executor that has not measured its own (1 GFLOP/s, a slow core). */
@@ -17,6 +17,27 @@ export function profilesFromRoster(executors: ActorRecord[]): ExecutorProfile[] 
       ...(c.labels ? { labels: c.labels } : {}),
     };
   });
+}
+
+/**
+ * The links the planner prices cuts with: NATS as measured (`nats`) between executors on different
+ * hosts, and shared memory between executors of one host (same `shmDomain`), at the slower of the two
+ * executors' measured shared-memory speeds; the reference still crosses NATS, so its latency stays.
+ */
+export function linksFromRoster(executors: ActorRecord[], nats: NonNullable<LinkTable['default']>): LinkTable {
+  const links: Link[] = [];
+  const shm = executors.map((e) => {
+    const c = e.capabilities as { shmDomain?: unknown; shmBytesPerSec?: unknown };
+    return typeof c.shmDomain === 'string' && typeof c.shmBytesPerSec === 'number' && c.shmBytesPerSec > 0 ? { id: e.id, domain: c.shmDomain, bps: c.shmBytesPerSec } : undefined;
+  });
+  for (let i = 0; i < shm.length; i++) {
+    for (let j = i + 1; j < shm.length; j++) {
+      const a = shm[i], b = shm[j];
+      if (!a || !b || a.domain !== b.domain) continue;
+      links.push({ from: a.id, to: b.id, bandwidthBytesPerSec: Math.min(a.bps, b.bps), latencySeconds: nats.latencySeconds });
+    }
+  }
+  return { default: nats, ...(links.length ? { links } : {}) };
 }
 
 export interface SplitStage {

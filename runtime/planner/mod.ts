@@ -20,6 +20,7 @@ export {
   DEFAULT_LINK, crossingBytes, evaluateStages, labelSet, normaliseCluster, normaliseGraph, resolveConstraints, transferSeconds,
 } from './model.js';
 export { search } from './search.js';
+export { agrees, measuredBottleneck, rescaleToStageTimes, REFINE_TOLERANCE } from './refine.js';
 export { bruteForce } from './bruteforce.js';
 
 export type { PlanRequest, PlanningProblem } from './planner.js';

@@ -1,0 +1,375 @@
+// Tensor frames through shared memory between the processes of one host: a producer writes the frame
+// into a file under /dev/shm, only a reference crosses NATS, the consumer reads it back. Files are
+// recycled through a free list every process of the host shares (claimed by an atomic rename), because
+// on these machines fresh tmpfs pages cost ~3x what rewriting warm ones does (bench/pipeline.ts).
+//
+// Layout under the pool's root (default /dev/shm/cleave-<uid>, CLEAVE_SHM_DIR moves it):
+//   domain          the id of everything that sees this directory (one host, one /dev/shm)
+//   live/<name>     frames referenced by a message that is not yet done with
+//   free/<capacity>.<rand>  recycled files, rewritten in place by the next producer
+// Safety: a file goes back to the free list only after the message naming it was acked (so the work
+// it carried is durably downstream). The frame's meta carries the reference's id and the header CRC
+// covers it, so a late redelivery that finds the file recycled is recognised (FRAME_GONE), never read
+// as somebody else's tensors.
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync,
+  rmSync, statSync, statfsSync, unlinkSync, writeFileSync, writeSync, writevSync, constants as fsConstants,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import { decodeFrame, encodeFrameParts, type DecodedFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { Scratch } from './buffers.js';
+
+export { Scratch } from './buffers.js';
+
+/** Names one frame in one pool: which pool (domain), which file, how many bytes, and the writer's id. */
+export interface ShmRef {
+  domain: string;
+  name: string;
+  bytes: number;
+  id: string;
+}
+
+const TOKEN = /^[A-Za-z0-9_.-]{1,128}$/;
+/** File names the pool makes (and the only ones it opens: a remote read names one). */
+const NAME = /^[a-z0-9-]{1,64}$/;
+/** A domain is also a subject token (the remote read service's subject). */
+const DOMAIN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The reference as one header value: `domain;name;bytes;id`. */
+export function formatShmRef(r: ShmRef): string {
+  return `${r.domain};${r.name};${r.bytes};${r.id}`;
+}
+
+export function parseShmRef(s: string): ShmRef {
+  const [domain, name, bytes, id, ...rest] = s.split(';');
+  const n = Number(bytes);
+  if (rest.length || !domain || !name || !id || !DOMAIN.test(domain) || !NAME.test(name) || !TOKEN.test(id) || !Number.isSafeInteger(n) || n <= 0) {
+    throw new CleaveError(ErrorCode.BAD_MESSAGE, `shared-memory reference '${s.slice(0, 200)}' is malformed; the sender runs a different Cleave version`);
+  }
+  return { domain, name, bytes: n, id };
+}
+
+export interface ShmPoolOptions {
+  /** Root directory; default `$CLEAVE_SHM_DIR` or `/dev/shm/cleave-<uid>`. */
+  dir?: string;
+  /** Bytes of recycled files kept for reuse; beyond that a released file is deleted. Default 512 MiB. */
+  freeBudgetBytes?: number;
+  /** Refuse to write (callers send inline instead) when the file system has less free than this. Default 256 MiB. */
+  minFreeBytes?: number;
+}
+
+export interface ShmStats {
+  written: number;
+  reused: number;
+  created: number;
+  read: number;
+  released: number;
+  deleted: number;
+}
+
+const DEFAULT_FREE_BUDGET = 512 * 1024 * 1024;
+const DEFAULT_MIN_FREE = 256 * 1024 * 1024;
+/** New files are sized up to this granule so that frames of similar size reuse each other's files. */
+const GRANULE = 64 * 1024;
+
+export class ShmPool {
+  readonly stats: ShmStats = { written: 0, reused: 0, created: 0, read: 0, released: 0, deleted: 0 };
+  private readonly live: string;
+  private readonly free: string;
+
+  private constructor(
+    readonly dir: string,
+    readonly domain: string,
+    private readonly freeBudget: number,
+    private readonly minFree: number,
+  ) {
+    this.live = join(dir, 'live');
+    this.free = join(dir, 'free');
+  }
+
+  /**
+   * The host's pool, or undefined when shared memory is off (`CLEAVE_SHM=0`) or unusable here (no
+   * /dev/shm, not writable): callers then send every frame inline over NATS.
+   */
+  static open(options: ShmPoolOptions = {}): ShmPool | undefined {
+    if (process.env.CLEAVE_SHM === '0') return undefined;
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+    const dir = options.dir ?? process.env.CLEAVE_SHM_DIR ?? `/dev/shm/cleave-${uid}`;
+    try {
+      if (!options.dir && !process.env.CLEAVE_SHM_DIR && !statSync('/dev/shm').isDirectory()) return undefined;
+      mkdirSync(join(dir, 'live'), { recursive: true, mode: 0o700 });
+      mkdirSync(join(dir, 'free'), { recursive: true, mode: 0o700 });
+      return new ShmPool(dir, readDomain(dir), options.freeBudgetBytes ?? DEFAULT_FREE_BUDGET, options.minFreeBytes ?? DEFAULT_MIN_FREE);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Room to write `bytes` more without starving the host's memory. */
+  hasRoom(bytes: number): boolean {
+    try {
+      const s = statfsSync(this.dir);
+      return s.bavail * s.bsize - bytes >= this.minFree;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Writes `tensors` as one frame into a pool file and returns its reference. No payload CRC: the bytes
+   * never leave this host's memory (the header, which names and shapes them, is still checksummed).
+   */
+  writeFrame(tensors: Record<string, Tensor>): ShmRef {
+    const id = randomBytes(9).toString('base64url');
+    // A vectored write straight from the tensors' memory: one copy (into the file), not two.
+    const { parts, byteLength } = encodeFrameParts({ tensors, meta: { shm: id } }, { checksum: false });
+    const name = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    this.writeFile(name, parts, byteLength);
+    this.stats.written++;
+    return { domain: this.domain, name, bytes: byteLength, id };
+  }
+
+  /**
+   * The frame a reference names. Tensors are views into `into` when given: a Scratch (valid until its
+   * next use) or an allocator (e.g. BufferPool.take); else into memory of their own. FRAME_GONE when the file was already released (a redelivery of
+   * work that was done), BAD_ARGUMENT for another pool's reference.
+   */
+  readFrame(ref: ShmRef, into?: Scratch | ((n: number) => Uint8Array)): DecodedFrame {
+    if (ref.domain !== this.domain) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `frame ${ref.name} lives in shared memory of domain ${ref.domain}, not this host's (${this.domain}); fetch it with fetchShmFrame`);
+    let fd: number;
+    try {
+      if (!NAME.test(ref.name)) throw new Error('not a pool file name');
+      fd = openSync(join(this.live, ref.name), 'r');
+    } catch (e) {
+      throw gone(ref, e);
+    }
+    let bytes: Uint8Array;
+    try {
+      // allocUnsafe: every byte is read into it, and malloc'd memory is often warm where calloc's is not.
+      bytes = into instanceof Scratch ? into.get(ref.bytes) : into ? into(ref.bytes) : ownedBytes(ref.bytes);
+      let off = 0;
+      while (off < ref.bytes) {
+        const n = readSync(fd, bytes, off, ref.bytes - off, off);
+        if (n === 0) throw gone(ref);
+        off += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    this.stats.read++;
+    return checkFrame(ref, bytes);
+  }
+
+  /** Raw bytes of a live file (the remote read service). */
+  readRange(name: string, offset: number, length: number): Uint8Array {
+    if (!NAME.test(name)) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `'${name}' is not a pool file name`);
+    let fd: number;
+    try {
+      fd = openSync(join(this.live, name), 'r');
+    } catch (e) {
+      throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is gone`, { cause: e });
+    }
+    try {
+      const out = new Uint8Array(length);
+      let off = 0;
+      while (off < length) {
+        const n = readSync(fd, out, off, length - off, offset + off);
+        if (n === 0) break;
+        off += n;
+      }
+      return off === length ? out : out.subarray(0, off);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** The message naming `ref` is done with (acked): its file goes back to the free list, or away. */
+  release(ref: ShmRef): void {
+    if (ref.domain !== this.domain || !NAME.test(ref.name)) return;
+    const path = join(this.live, ref.name);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      return; // released already
+    }
+    try {
+      if (this.freeBytes() + size <= this.freeBudget) {
+        renameSync(path, join(this.free, `${size}.${randomBytes(6).toString('hex')}`));
+        this.stats.released++;
+        return;
+      }
+    } catch {
+      // fall through to deleting it
+    }
+    try {
+      unlinkSync(path);
+      this.stats.deleted++;
+    } catch {
+      // someone else released it
+    }
+  }
+
+  /** Deletes live files older than `maxAgeMs` (their messages expired or were dropped). */
+  sweep(maxAgeMs: number): number {
+    let removed = 0;
+    const now = Date.now();
+    for (const f of safeReaddir(this.live)) {
+      try {
+        if (now - statSync(join(this.live, f)).mtimeMs > maxAgeMs) {
+          unlinkSync(join(this.live, f));
+          removed++;
+        }
+      } catch {
+        // raced with a release
+      }
+    }
+    return removed;
+  }
+
+  /** Deletes the free list (tests, `cleave down`). */
+  drainFree(): void {
+    for (const f of safeReaddir(this.free)) rmSync(join(this.free, f), { force: true });
+  }
+
+  private freeBytes(): number {
+    let total = 0;
+    for (const f of safeReaddir(this.free)) total += Number(f.split('.')[0]) || 0;
+    return total;
+  }
+
+  private writeFile(name: string, parts: Uint8Array[], byteLength: number): void {
+    const path = join(this.live, name);
+    const fd = this.claimFree(byteLength, path) ?? this.create(path, byteLength);
+    try {
+      const written = writevSync(fd, parts, 0);
+      if (written < byteLength) {
+        // A short vectored write (rare on tmpfs): finish part by part from where it stopped.
+        let pos = 0;
+        for (const p of parts) {
+          const end = pos + p.byteLength;
+          for (let off = Math.max(0, written - pos); pos + off < end && off < p.byteLength;) off += writeSync(fd, p, off, p.byteLength - off, pos + off);
+          pos = end;
+        }
+      }
+    } catch (e) {
+      closeSync(fd);
+      rmSync(path, { force: true });
+      throw new CleaveError(ErrorCode.INTERNAL, `could not write a frame to shared memory (${(e as Error).message}); free space under ${this.dir} or set CLEAVE_SHM=0`, { cause: e });
+    }
+    closeSync(fd);
+  }
+
+  /** Takes the smallest free file that fits (and is not wastefully large) by renaming it to `path`. */
+  private claimFree(bytes: number, path: string): number | undefined {
+    const fits = safeReaddir(this.free)
+      .map((f) => ({ f, cap: Number(f.split('.')[0]) || 0 }))
+      .filter((x) => x.cap >= bytes && x.cap <= Math.max(bytes * 2, bytes + 4 * GRANULE))
+      .sort((a, b) => a.cap - b.cap);
+    for (const { f } of fits) {
+      try {
+        renameSync(join(this.free, f), path);
+      } catch {
+        continue; // another process took it first
+      }
+      this.stats.reused++;
+      return openSync(path, fsConstants.O_RDWR);
+    }
+    return undefined;
+  }
+
+  private create(path: string, bytes: number): number {
+    const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+    // Sized to the granule now, so the file's capacity (its name on the free list) covers near sizes.
+    const cap = Math.ceil(bytes / GRANULE) * GRANULE;
+    if (cap > bytes) writeSync(fd, new Uint8Array(1), 0, 1, cap - 1);
+    if (fstatSync(fd).size < bytes) throw new CleaveError(ErrorCode.INTERNAL, 'shared-memory file could not be sized');
+    this.stats.created++;
+    return fd;
+  }
+}
+
+function ownedBytes(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
+function checkFrame(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
+  let frame: DecodedFrame;
+  try {
+    frame = decodeFrame(bytes);
+  } catch (e) {
+    throw gone(ref, e);
+  }
+  if (frame.meta.shm !== ref.id) throw gone(ref);
+  return frame;
+}
+
+/** The frame bytes a remote reader assembled, checked against the reference like a local read. */
+export function decodeShmBytes(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
+  return checkFrame(ref, bytes);
+}
+
+function gone(ref: ShmRef, cause?: unknown): CleaveError {
+  return new CleaveError(
+    ErrorCode.FRAME_GONE,
+    `shared-memory frame ${ref.name} (domain ${ref.domain}) is gone or was recycled: the work it carried was already done (a late redelivery), or its file expired`,
+    { details: { name: ref.name, domain: ref.domain }, ...(cause === undefined ? {} : { cause }) },
+  );
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** The pool's domain id, created once by whichever process gets there first (atomic link). */
+function readDomain(dir: string): string {
+  const file = join(dir, 'domain');
+  for (let i = 0; i < 3; i++) {
+    try {
+      const id = readFileSync(file, 'utf8').trim();
+      if (DOMAIN.test(id)) return id;
+    } catch {
+      // not there yet
+    }
+    const host = hostname().replace(/[^A-Za-z0-9_-]/g, '').slice(0, 32) || 'host';
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(tmp, `${host}-${randomBytes(6).toString('hex')}\n`, { mode: 0o600 });
+    try {
+      linkSync(tmp, file);
+    } catch {
+      // another process won; read its id
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  }
+  throw new Error(`could not establish a shared-memory domain in ${dir}`);
+}
+
+/**
+ * One side of a shared-memory hop, in bytes/s: the slower of writing a frame of `bytes` (encode and
+ * write into a recycled file) and reading it back (read and decode). Best of `rounds`, after one
+ * round that warms the free list: what the planner should charge each side of a same-host cut.
+ */
+export function measureShm(pool: ShmPool, bytes = 8 * 1024 * 1024, rounds = 4): number {
+  const t: Tensor = { dtype: 'float32', shape: [bytes / 4], data: new Float32Array(bytes / 4).fill(0.5) };
+  const scratch = new Scratch();
+  let best = Infinity;
+  for (let i = 0; i <= rounds; i++) {
+    const t0 = performance.now();
+    const ref = pool.writeFrame({ t });
+    const t1 = performance.now();
+    pool.readFrame(ref, scratch);
+    const t2 = performance.now();
+    pool.release(ref);
+    if (i > 0) best = Math.min(best, Math.max(t1 - t0, t2 - t1));
+  }
+  return bytes / (Math.max(best, 1e-3) / 1000);
+}

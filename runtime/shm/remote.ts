@@ -1,0 +1,78 @@
+// Reading another host's shared-memory frame over NATS. A producer uses shared memory only when every
+// consumer it knows of shares its host, but a replica on another host may join between its look and
+// its publish: that replica reads the frame from this service, which every executor of the producer's
+// host answers (one queue group per domain), so the frame stays readable when its producer is gone.
+import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import { Header, Subject } from '../../protocols/subjects.js';
+import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
+import type { DecodedFrame } from '../../protocols/tensor-codec.js';
+
+/** Bytes per read reply: well under max_payload, large enough to run near NATS speed. */
+const RANGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Answers `{ name, offset, length }` reads of this host's live frames, and `{ name, release: true }`
+ * from a remote consumer that is done with one.
+ */
+export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
+  return nc.subscribe(Subject.shmRead(pool.domain), {
+    queue: `shm-${pool.domain}`,
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        const req = JSON.parse(new TextDecoder().decode(msg.data)) as { name?: unknown; offset?: unknown; length?: unknown; release?: unknown };
+        if (req.release === true && typeof req.name === 'string') {
+          pool.release({ domain: pool.domain, name: req.name, bytes: 1, id: 'release' });
+          return;
+        }
+        const offset = Number(req.offset), length = Number(req.length);
+        if (typeof req.name !== 'string' || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > RANGE_BYTES) {
+          throw new CleaveError(ErrorCode.BAD_MESSAGE, 'a shared-memory read needs { name, offset, length } with length at most 4 MiB');
+        }
+        msg.respond(pool.readRange(req.name, offset, length));
+      } catch (e) {
+        const h = natsHeaders();
+        const code = e instanceof CleaveError ? e.code : ErrorCode.INTERNAL;
+        h.set(Header.ERROR_CODE, code);
+        h.set(Header.ERROR, String((e as Error).message).slice(0, 500).replace(/[\r\n]+/g, ' '));
+        msg.respond(new Uint8Array(0), { headers: h });
+      }
+    },
+  });
+}
+
+/**
+ * The frame `ref` names, read over NATS from its host's service. FRAME_GONE when that host no longer
+ * has it, NATS_UNAVAILABLE when no process of that host answers.
+ */
+export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000): Promise<DecodedFrame> {
+  const out = new Uint8Array(ref.bytes);
+  for (let offset = 0; offset < ref.bytes; offset += RANGE_BYTES) {
+    const length = Math.min(RANGE_BYTES, ref.bytes - offset);
+    let reply;
+    try {
+      reply = await nc.request(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset, length }), { timeout: timeoutMs });
+    } catch (e) {
+      throw new CleaveError(ErrorCode.NATS_UNAVAILABLE, `no process of host domain ${ref.domain} answers reads of its shared-memory frames (${(e as Error).message}); the frame's host is down`, { cause: e, details: { domain: ref.domain } });
+    }
+    const code = reply.headers?.get(Header.ERROR_CODE);
+    if (code) {
+      throw new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } });
+    }
+    if (reply.data.byteLength !== length) {
+      throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} is shorter than its reference says; it was recycled`, { details: { domain: ref.domain, name: ref.name } });
+    }
+    out.set(reply.data, offset);
+  }
+  return decodeShmBytes(ref, out);
+}
+
+/** Tells the frame's host that a consumer elsewhere is done with it (best effort: the host sweeps). */
+export function releaseRemoteShm(nc: NatsConnection, ref: ShmRef): void {
+  try {
+    nc.publish(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, release: true }));
+  } catch {
+    // closed connection: the host's sweep removes the file
+  }
+}
