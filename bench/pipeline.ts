@@ -17,7 +17,9 @@ import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
 import { controlRequest } from '../runtime/actor/client.js';
-import { publishFrame, receiveFrame } from '../runtime/nats/frames.js';
+import { CHUNK_BYTES, publishFrame, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../runtime/nats/frames.js';
+import { ShmPool, Scratch } from '../runtime/shm/pool.js';
+import { headers as natsHeaders } from '@nats-io/nats-core';
 import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
@@ -118,12 +120,24 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     await undeploy(nc, d.run);
 
     // ---- transfer per hop vs raw core NATS ----
+    // Hops between hosts go through NATS (JetStream, chunked by reference above CHUNK_BYTES); hops
+    // within one host through the shared-memory pool with only a reference on NATS.
     const transfer = [];
+    const pool = ShmPool.open();
     for (const mb of [1, 8, 32]) {
-      const raw = await rawCoreMBps(server.url, mb);
-      const hop = await hopMBps(nc, mb);
-      transfer.push({ mb, hopMBps: round(hop, 0), rawNatsMBps: round(raw, 0), ratio: round(hop / raw, 2), byReference: mb * 1024 * 1024 > (nc.info?.max_payload ?? 0) });
-      log(`${mb} MB: hop ${hop.toFixed(0)} MB/s, raw core NATS ${raw.toFixed(0)} MB/s`);
+      // Alternating rounds, medians: single probes of either kind swing ±50% on this VM.
+      const raws: number[] = [], hops: number[] = [], shms: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        raws.push(await rawCoreMBps(server.url, mb));
+        hops.push(await hopMBps(nc, mb));
+        if (pool) shms.push(await hopMBps(nc, mb, pool));
+      }
+      const raw = median(raws), hop = median(hops), shm = pool ? median(shms) : undefined;
+      transfer.push({
+        mb, hopMBps: round(hop, 0), rawNatsMBps: round(raw, 0), ratio: round(hop / raw, 2), byReference: mb * 1024 * 1024 > CHUNK_BYTES,
+        ...(shm ? { sharedMemoryHopMBps: round(shm, 0), sharedMemoryRatio: round(shm / raw, 2) } : {}),
+      });
+      log(`${mb} MB: NATS hop ${hop.toFixed(0)} MB/s${shm ? `, shared-memory hop ${shm.toFixed(0)} MB/s` : ''}, raw core NATS ${raw.toFixed(0)} MB/s`);
     }
 
     const report = {
@@ -167,7 +181,7 @@ async function runPipeline(client: InferenceClient, n: number, input: (i: number
 }
 
 /** Raw core NATS: the same bytes published and received by a second connection (chunks of 8 MB above max_payload). */
-async function rawCoreMBps(url: string, mb: number): Promise<number> {
+export async function rawCoreMBps(url: string, mb: number): Promise<number> {
   const pub = await connect({ servers: url });
   const sub = await connect({ servers: url });
   try {
@@ -179,8 +193,12 @@ async function rawCoreMBps(url: string, mb: number): Promise<number> {
   }
 }
 
-/** One pipeline hop as the stages do it: encode, publishFrame to a memory work queue (PubAck), pull with next(), receive, decode, ack. */
-async function hopMBps(nc: NatsConnection, mb: number): Promise<number> {
+/**
+ * One pipeline hop as the stages do it: encode, publishFrame to a memory work queue (PubAck), pull with
+ * next(), receive, decode, ack. With `pool`, the tensors go through shared memory as between stages on
+ * one host: written into a recycled pool file, a reference published, read into a reused buffer.
+ */
+export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool): Promise<number> {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const name = `BENCH_HOP_${mb}`;
@@ -193,6 +211,7 @@ async function hopMBps(nc: NatsConnection, mb: number): Promise<number> {
     const data = new Float32Array(floats).fill(0.5);
     const count = Math.max(8, Math.ceil(256 / mb));
     let received = 0;
+    const scratch = new Scratch();
     const t0 = performance.now();
     const consuming = (async () => {
       while (received < count) {
@@ -200,13 +219,24 @@ async function hopMBps(nc: NatsConnection, mb: number): Promise<number> {
         if (!m) continue;
         const bytes = await receiveFrame(consumerConn, m.data, m.headers);
         decodeFrame(bytes);
+        const ref = shmRefOf(m.headers);
+        if (ref && pool) pool.readFrame(ref, scratch);
         m.ack();
+        if (ref && pool) pool.release(ref);
+        else await releaseFrame(consumerConn, m.headers);
         received++;
       }
     })();
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < count; i++) {
-      inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: { t: tensor('float32', [floats], data) }, meta: { i } })));
+      const t = { t: tensor('float32', [floats], data) };
+      if (pool) {
+        const h = natsHeaders();
+        setShmRef(h, pool.writeFrame(t));
+        inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: {}, meta: { i } }), { headers: h }));
+      } else {
+        inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: t, meta: { i } })));
+      }
       if (inFlight.length >= 2) await inFlight.shift();
     }
     await Promise.all(inFlight);

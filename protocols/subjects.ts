@@ -29,6 +29,8 @@ export const Stream = {
   METRICS: 'CLEAVE_METRICS',
   /** Messages an actor refused (malformed, unknown, failing past the delivery limit), with the reason. */
   PARKED: 'CLEAVE_PARKED',
+  /** Chunks of frames too large for one message, by reference (`runtime/nats/frames.ts`). */
+  BLOBS: 'CLEAVE_BLOBS',
 } as const;
 export type Stream = (typeof Stream)[keyof typeof Stream];
 
@@ -44,8 +46,6 @@ export const Bucket = {
 export const ObjectStoreName = {
   /** Model and partition artifacts, by sha256. */
   ARTIFACTS: 'cleave-artifacts',
-  /** Frames larger than max_payload, by reference (TTL 1 h). */
-  BLOBS: 'cleave-blobs',
 } as const;
 
 export const Subject = {
@@ -60,6 +60,8 @@ export const Subject = {
   metrics: (role: Role, id: string) => `cleave.metrics.${role}.${id}`,
   work: (run: string, epoch: number, stage: number) => `cleave.work.${run}.${epoch}.${stage}`,
   results: (run: string) => `cleave.results.${run}`,
+  /** Chunk `i` of a by-reference frame (`*` for all its chunks). */
+  blob: (id: string, i: number | '*') => `cleave.blob.${id}.${i}`,
   /** Reads of one host's shared-memory frames by a process on another host (queue group per domain). */
   shmRead: (domain: string) => `cleave.shm.${domain}.read`,
 } as const;

@@ -53,9 +53,13 @@ export class LocalDeployment {
     return this.servers[0]!;
   }
 
-  /** Launches one more actor process (how a user scales a stage: one more executor). */
-  async addActor(role: Role, id: string): Promise<ActorProcess> {
-    const p = spawnActor(role, id, this.servers, this.options);
+  /**
+   * Launches one more actor process (how a user scales a stage: one more executor). `env` adds to the
+   * deployment's environment for this process only (e.g. CLEAVE_SHM_DIR: another shared-memory
+   * domain, as an executor on another host has).
+   */
+  async addActor(role: Role, id: string, env: Record<string, string> = {}): Promise<ActorProcess> {
+    const p = spawnActor(role, id, this.servers, { ...this.options, env: { ...this.options.env, ...env } });
     this.actors.push(p);
     await waitForActors(this.nc, [{ role, id }], this.options.readyTimeoutMs ?? 30_000, [p]);
     return p;

@@ -14,3 +14,11 @@ export function withTensorMalloc(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (extra.length === 0) return env;
   return { ...env, GLIBC_TUNABLES: [current, ...extra].filter(Boolean).join(':') };
 }
+
+/** Commands whose processes move tensors (and so start with the tunables): the rest do not bother. */
+const TENSOR_COMMANDS = new Set(['actor', 'up', 'infer', 'demo', 'bench']);
+
+/** True when `command` should run with the tunables and this process was started without them. */
+export function needsTensorMalloc(command: string | undefined, env: NodeJS.ProcessEnv): boolean {
+  return command !== undefined && TENSOR_COMMANDS.has(command) && withTensorMalloc(env) !== env;
+}

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { suiteServer, suiteConnection } from './helpers/nats.js';
-import { publishFrame, receiveFrame, releaseFrame, blobStore, BLOB_HEADER } from '../runtime/nats/frames.js';
+import { publishFrame, receiveFrame, releaseFrame, BLOB_HEADER, CHUNK_BYTES } from '../runtime/nats/frames.js';
+import { ensureStreams } from '../runtime/nats/topology.js';
 import { encodeFrame, decodeFrame, tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 
@@ -11,6 +12,7 @@ const nc = await suiteConnection(server.url);
 const js = jetstream(nc);
 const jsm = await jetstreamManager(nc);
 await jsm.streams.add({ name: 'T', subjects: ['t.>'] });
+await ensureStreams(jsm);
 
 async function roundTrip(floats: number) {
   const data = new Float32Array(floats);
@@ -25,22 +27,37 @@ async function roundTrip(floats: number) {
   return m!;
 }
 
-test('frames transport - a frame under max_payload travels inline', async () => {
+test('frames transport - a frame up to the chunk size travels inline', async () => {
   const m = await roundTrip(1024 * 1024); // 4 MB
   assert.equal(m.header.get(BLOB_HEADER), '');
   assert.ok(m.data.byteLength > 4 * 1024 * 1024);
 });
 
-test('frames transport - a frame over max_payload travels by reference through the object store, then is released', async () => {
-  const m = await roundTrip(10 * 1024 * 1024); // 40 MB > 16 MB max_payload
-  const name = m.header.get(BLOB_HEADER);
-  assert.ok(name);
+test('frames transport - a larger frame travels by reference as chunks in CLEAVE_BLOBS, then is released', async () => {
+  const m = await roundTrip(10 * 1024 * 1024); // 40 MB: five 8 MB chunks
+  const ref = m.header.get(BLOB_HEADER);
+  const [id, chunks, bytes] = ref.split(';');
+  assert.equal(Number(chunks), Math.ceil(Number(bytes) / CHUNK_BYTES));
   assert.equal(m.data.byteLength, 0);
-  const os = await blobStore(nc);
-  assert.ok(await os.info(name));
+  const blobs = async () => Object.keys((await jsm.streams.info('CLEAVE_BLOBS', { subjects_filter: `cleave.blob.${id}.>` })).state.subjects ?? {}).length;
+  assert.equal(await blobs(), Number(chunks));
   await releaseFrame(nc, m.header);
-  assert.equal((await os.info(name))?.deleted ?? true, true);
-  await assert.rejects(receiveFrame(nc, m.data, m.header), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.CODEC_TRUNCATED);
+  assert.equal(await blobs(), 0);
+  await assert.rejects(receiveFrame(nc, m.data, m.header), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.FRAME_GONE);
+});
+
+test('frames transport - a republished large frame (same dedup id) rewrites no chunk twice', async () => {
+  const frame = encodeFrame({ tensors: { x: tensor('float32', [3 * 1024 * 1024], new Float32Array(3 * 1024 * 1024).fill(2)) } });
+  await publishFrame(nc, js, 't.again', frame, { msgID: 'again-1' });
+  await publishFrame(nc, js, 't.again', frame, { msgID: 'again-1' });
+  const info = await jsm.streams.info('CLEAVE_BLOBS', { subjects_filter: 'cleave.blob.again-1.>' });
+  assert.deepEqual(Object.values(info.state.subjects ?? {}), [1, 1]);
+});
+
+test('frames transport - a malformed blob reference is a BAD_MESSAGE, not a crash', async () => {
+  const h = (await import('@nats-io/nats-core')).headers();
+  h.set(BLOB_HEADER, '../x;zero;-1');
+  await assert.rejects(receiveFrame(nc, new Uint8Array(0), h), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.BAD_MESSAGE);
 });
 
 test('frames transport - a frame over the configured limit is refused with CODEC_TOO_LARGE before anything is sent', async () => {

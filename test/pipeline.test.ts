@@ -78,12 +78,61 @@ test('pipeline - PP-OCRv4 det across three executor processes equals single-proc
   try {
     assert.equal(d.stages.length, 3);
     assert.equal(new Set(d.stages.flatMap((s) => s.executors)).size, 3);
-    const results = await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 320, 320] });
-    for (const r of results) {
-      assert.deepEqual(r.hops.map((h) => h.stage), [0, 1, 2]);
-      assert.equal(new Set(r.hops.map((h) => h.executor)).size, 3);
+    const c = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 60_000 });
+    try {
+      const results = await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 320, 320] }, c);
+      for (const r of results) {
+        assert.deepEqual(r.hops.map((h) => h.stage), [0, 1, 2]);
+        assert.equal(new Set(r.hops.map((h) => h.executor)).size, 3);
+        assert.ok(r.hops.every((h) => h.inBytes > 0 && h.outBytes > 0));
+      }
+      // Everything is on one host here: the tensors went through shared memory, only references through NATS.
+      assert.deepEqual(c.sent, { sharedMemory: 4, inline: 0 });
+      const jsm = await jetstreamManager(nc);
+      const work = await jsm.streams.info(Stream.WORK);
+      assert.ok(work.state.bytes < 1024 * 1024, `work messages carry references, not tensors (${work.state.bytes} bytes)`);
+    } finally {
+      await c.close();
     }
   } finally {
+    await undeploy(nc, d.run);
+  }
+});
+
+test('pipeline - stages on two hosts (two shared-memory domains) exchange tensors through NATS and still equal onnxruntime', async () => {
+  const other = mkdtempSync(join(tmpdir(), 'cleave-otherhost-'));
+  onCleanup(() => rmSync(other, { recursive: true, force: true }));
+  await dep.addActor(Role.EXECUTOR, 'executor-far', { CLEAVE_SHM_DIR: other });
+  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 160, 160] }, replicas: 'none', constraints: { boundaries: [300] }, maxStages: 2, executors: ['executor-1', 'executor-far'] });
+  const c = await InferenceClient.open(nc, d.run, { maxInFlight: 3, timeoutMs: 60_000 });
+  try {
+    assert.deepEqual(d.stages.map((s) => s.executors.length), [1, 1]);
+    assert.ok(d.stages.some((s) => s.executors[0] === 'executor-far'));
+    await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 160, 160] }, c);
+    // The client shares a host with executor-1 only: it sent through shared memory iff stage 0 is there.
+    const local0 = d.stages[0]!.executors[0] === 'executor-1';
+    assert.deepEqual(c.sent, local0 ? { sharedMemory: 4, inline: 0 } : { sharedMemory: 0, inline: 4 });
+  } finally {
+    await c.close();
+    await undeploy(nc, d.run);
+    const far = dep.actors.find((a) => a.id === 'executor-far')!;
+    process.kill(far.pid, 'SIGTERM');
+  }
+});
+
+test('pipeline - concurrent callers never have more requests in flight than the client allows', async () => {
+  const model = CONFORMANCE[1]![0];
+  const d = await deployModelFile(nc, model, { replicas: 'none', maxStages: 2 });
+  const c = await InferenceClient.open(nc, d.run, { maxInFlight: 3, timeoutMs: 60_000 });
+  try {
+    let most = 0;
+    const watch = setInterval(() => (most = Math.max(most, c.inFlight)), 1);
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => c.infer(sampleInputs(d.inputs, {}, i)).then((r) => { most = Math.max(most, c.inFlight); return r; })));
+    clearInterval(watch);
+    assert.equal(results.length, 20);
+    assert.ok(most <= 3 && most >= 2, `at most 3 in flight (saw ${most})`);
+  } finally {
+    await c.close();
     await undeploy(nc, d.run);
   }
 });
@@ -96,11 +145,17 @@ const CONFORMANCE: [string, number[]][] = [
 ];
 
 test('pipeline - conformance models split into several stages give the unsplit outputs', async () => {
-  for (const [model, boundaries] of CONFORMANCE) {
+  for (const [k, [model, boundaries]] of CONFORMANCE.entries()) {
     const d = await deployModelFile(nc, model, { replicas: 'none', constraints: { boundaries } });
     try {
       assert.equal(d.stages.length, 3, `${model} has ${d.stages.length} stage(s)`);
-      await runAll(d, model, 3);
+      // One of them with a client that keeps every tensor on NATS (as one on another host would).
+      const inline = k === 0 ? await InferenceClient.open(nc, d.run, { sharedMemory: false }) : undefined;
+      await runAll(d, model, 3, {}, inline);
+      if (inline) {
+        assert.deepEqual(inline.sent, { sharedMemory: 0, inline: 3 });
+        await inline.close();
+      }
     } finally {
       await undeploy(nc, d.run);
     }

@@ -7,7 +7,7 @@ import { checkFeeds, prepareTransfer, type OrtValueInfo, type WireTensor } from 
 import type { FromWorker, LoadMessage, SessionWorkerData, StageJob, ToWorker } from './session-worker.js';
 import type { ShmRef } from '../shm/pool.js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -27,15 +27,18 @@ function workerEntryUrl(): URL {
   if (workerEntry) return workerEntry;
   try {
     const src = fileURLToPath(new URL('./session-worker.ts', import.meta.url));
-    // Everything the bundle can include: this folder, the shared-memory pool, protocols/.
+    // Everything the bundle can include: this folder, runtime/ (gc.ts), the shared-memory pool, protocols/.
     const hash = createHash('sha256');
-    for (const dir of ['.', '../shm', '../../protocols']) {
+    for (const dir of ['.', '..', '../shm', '../../protocols']) {
       const d = fileURLToPath(new URL(dir, import.meta.url));
       for (const f of readdirSync(d).filter((x) => x.endsWith('.ts')).sort()) hash.update(f).update(readFileSync(join(d, f)));
     }
     const out = join(projectRoot(), 'node_modules', '.cache', 'cleave', `session-worker-${hash.digest('hex').slice(0, 16)}.mjs`);
     if (!existsSync(out)) {
       mkdirSync(dirname(out), { recursive: true });
+      // Bundles of earlier sources are dead weight: drop them (another process may still be loading
+      // one it resolved a moment ago, which is fine: it has the file open or fails over to tsx).
+      for (const f of readdirSync(dirname(out))) if (/^session-worker-[0-9a-f]{16}\.mjs$/.test(f)) rmSync(join(dirname(out), f), { force: true });
       const tmp = `${out}.${process.pid}.tmp`;
       buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node', 'msgpackr'], outfile: tmp, logLevel: 'silent' });
       renameSync(tmp, out);

@@ -2,8 +2,7 @@
 // so that session.run()'s blocking native call never stalls the executor's event loop.
 // Loaded by session-worker.mjs (which puts tsx in front of it); the message shapes are below.
 import { parentPort, workerData } from 'node:worker_threads';
-import v8 from 'node:v8';
-import vm from 'node:vm';
+import { collectYoung } from '../gc.js';
 import ort from 'onnxruntime-node';
 import { asCleaveError, CleaveError, ErrorCode, type CleaveErrorWire } from '../../protocols/errors.js';
 import { byteLength, type Tensor } from '../../protocols/tensor-codec.js';
@@ -148,22 +147,6 @@ async function runOne(session: ort.InferenceSession, m: Extract<ToWorker, { type
   }
 }
 
-/**
- * A young-generation collection, exposed once for this thread. ORT hands each output back in fresh
- * memory; once a stage has written its outputs to shared memory they are garbage, but V8 only collects
- * them after ~64 MB of such memory, so a stage with 9 MB outputs held ~7 dead copies at peak and kept
- * faulting in new pages. Collecting them at once (~0.1-0.2 ms) lowers peak memory and reuses warm pages.
- */
-const collectYoung: (() => void) | undefined = (() => {
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as (o?: { type: 'minor' | 'major' }) => void;
-    return () => gc({ type: 'minor' });
-  } catch {
-    return undefined;
-  }
-})();
-
 async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m: StageJob, post: (m: FromWorker, t?: ArrayBuffer[]) => void, pool: ShmPool | undefined, scratch: Scratch): Promise<void> {
   let tensors: Record<string, Tensor>;
   let out: StageOutput;
@@ -207,7 +190,8 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
   // copied by prepareTransfer; ORT's own outputs own their buffers and are moved.
   const transfer = 'tensors' in out ? prepareTransfer(out.tensors) : [];
   post({ type: 'stageResult', id: m.id, out, runMs, inBytes, outBytes }, transfer);
-  if ('shm' in out && outBytes > 1024 * 1024) collectYoung?.();
+  // ORT's outputs are garbage once written to shared memory: collect them now (runtime/gc.ts says why).
+  if ('shm' in out && outBytes > 1024 * 1024) collectYoung();
 }
 
 // onnxruntime-node refuses a model whose inputs or outputs have an element type it cannot exchange with

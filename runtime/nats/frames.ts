@@ -1,32 +1,56 @@
-// Codec frames over JetStream, whatever their size: a frame that fits the server's max_payload travels
-// inline; a larger one is put in the `cleave-blobs` object store and the message carries a reference
-// (so every replica of a stage can fetch it, which chunks spread over a shared work queue could not).
+// Codec frames over JetStream, whatever their size: a frame up to CHUNK_BYTES travels inline; a larger
+// one is published as raw chunks to CLEAVE_BLOBS (`cleave.blob.<id>.<i>`) and the message carries a
+// reference, so every replica of a stage can fetch it (chunks spread over a shared work queue could
+// not be), each chunk with one direct get. Single messages above ~8 MB move at a third of what 8 MB
+// chunks do here (bench/pipeline.ts), so the chunk size, not max_payload, sets the threshold.
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import type { ObjectStore } from '@nats-io/obj';
-import { objectStore } from './objects.js';
+import { jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
-import { Header, ObjectStoreName } from '../../protocols/subjects.js';
+import { Header, Stream, Subject } from '../../protocols/subjects.js';
 import type { Tensor } from '../../protocols/tensor-codec.js';
 import { formatShmRef, parseShmRef, type ShmPool, type ShmRef } from '../shm/pool.js';
 import { fetchShmFrame } from '../shm/remote.js';
 
-/** Header naming the blob that holds the frame, when it did not fit a message. */
+/** Header naming the chunked blob that holds the frame: `<id>;<chunks>;<bytes>`. */
 export const BLOB_HEADER = 'Cleave-Blob';
 /** Room left for headers under max_payload. */
 const HEADROOM = 64 * 1024;
+/** Largest inline frame and the size of a blob's chunks. */
+export const CHUNK_BYTES = 8 * 1024 * 1024;
 /** Default cap on one frame, inline or by reference. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 * 1024;
-
-export function blobStore(nc: NatsConnection): Promise<ObjectStore> {
-  return objectStore(nc, ObjectStoreName.BLOBS);
-}
+/** Chunk publishes (and gets) in flight at once. */
+const WINDOW = 2;
 
 export interface PublishFrameOptions {
   headers?: MsgHdrs;
   msgID?: string;
   maxFrameBytes?: number;
+}
+
+interface BlobRef {
+  id: string;
+  chunks: number;
+  bytes: number;
+}
+
+function blobRefOf(headers: MsgHdrs | undefined): BlobRef | undefined {
+  const v = headers?.get(BLOB_HEADER);
+  if (!v) return undefined;
+  const [id, chunks, bytes] = v.split(';');
+  const c = Number(chunks), b = Number(bytes);
+  if (!id || !/^[A-Za-z0-9_:-]{1,200}$/.test(id) || !Number.isSafeInteger(c) || c < 1 || !Number.isSafeInteger(b) || b < 1) {
+    throw new CleaveError(ErrorCode.BAD_MESSAGE, `blob reference '${v.slice(0, 200)}' is malformed; the sender runs a different Cleave version`);
+  }
+  return { id, chunks: c, bytes: b };
+}
+
+const managers = new WeakMap<NatsConnection, Promise<JetStreamManager>>();
+function manager(nc: NatsConnection): Promise<JetStreamManager> {
+  let m = managers.get(nc);
+  if (!m) managers.set(nc, (m = jetstreamManager(nc)));
+  return m;
 }
 
 /** Publishes a frame to a JetStream subject, inline or by reference. */
@@ -36,36 +60,59 @@ export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subj
     throw new CleaveError(ErrorCode.CODEC_TOO_LARGE, `frame of ${frame.byteLength} bytes exceeds the ${max}-byte limit for ${subject}; split the model so that fewer bytes cross this cut, or raise the limit`);
   }
   const h = options.headers ?? natsHeaders();
-  const limit = (nc.info?.max_payload ?? 1024 * 1024) - HEADROOM;
+  const chunk = Math.min(CHUNK_BYTES, (nc.info?.max_payload ?? 1024 * 1024) - HEADROOM);
   let data = frame;
-  if (frame.byteLength > limit) {
-    const os = await blobStore(nc);
-    const name = `${options.msgID ?? randomUUID()}`;
-    await os.putBlob({ name, options: { max_chunk_size: Math.min(limit, 8 * 1024 * 1024) } }, frame);
-    h.set(BLOB_HEADER, name);
+  if (frame.byteLength > chunk) {
+    // The dedup id names the blob too: a retried publish rewrites the same chunks (and JetStream drops them).
+    const id = (options.msgID ?? randomUUID()).replace(/[^A-Za-z0-9_:-]/g, '_');
+    const chunks = Math.ceil(frame.byteLength / chunk);
+    const inFlight: Promise<PubAck>[] = [];
+    for (let i = 0; i < chunks; i++) {
+      inFlight.push(js.publish(Subject.blob(id, i), frame.subarray(i * chunk, Math.min(frame.byteLength, (i + 1) * chunk)), { msgID: `${id}.${i}` }));
+      if (inFlight.length >= WINDOW) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    h.set(BLOB_HEADER, `${id};${chunks};${frame.byteLength}`);
     data = new Uint8Array(0);
   }
   return js.publish(subject, data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
 }
 
-/** The frame bytes of a received message, fetching the blob when it came by reference. */
+/** The frame bytes of a received message, fetching its chunks when it came by reference. */
 export async function receiveFrame(nc: NatsConnection, data: Uint8Array, headers: MsgHdrs | undefined): Promise<Uint8Array> {
-  const name = headers?.get(BLOB_HEADER);
-  if (!name) return data;
-  const os = await blobStore(nc);
-  const blob = await os.getBlob(name);
-  if (!blob) {
-    throw new CleaveError(ErrorCode.CODEC_TRUNCATED, `the frame's blob '${name}' is gone from ${ObjectStoreName.BLOBS} (expired or already consumed); resend the request`);
+  const ref = blobRefOf(headers);
+  if (!ref) return data;
+  const jsm = await manager(nc);
+  const out = new Uint8Array(ref.bytes);
+  let offset = 0;
+  const fetchChunk = async (i: number): Promise<Uint8Array> => {
+    const m = await jsm.direct.getMessage(Stream.BLOBS, { last_by_subj: Subject.blob(ref.id, i) }).catch(() => null);
+    if (!m) throw new CleaveError(ErrorCode.FRAME_GONE, `chunk ${i} of the frame's blob '${ref.id}' is gone from ${Stream.BLOBS} (expired or already consumed); resend the request`, { details: { blob: ref.id } });
+    return m.data;
+  };
+  const pending: Promise<Uint8Array>[] = [];
+  for (let i = 0; i < Math.min(WINDOW, ref.chunks); i++) pending.push(fetchChunk(i));
+  try {
+    for (let i = 0; i < ref.chunks; i++) {
+      const part = await pending.shift()!;
+      if (i + WINDOW < ref.chunks) pending.push(fetchChunk(i + WINDOW));
+      if (offset + part.byteLength > ref.bytes) throw new CleaveError(ErrorCode.CODEC_CORRUPT, `the blob '${ref.id}' holds more bytes than its reference says`);
+      out.set(part, offset);
+      offset += part.byteLength;
+    }
+  } finally {
+    for (const p of pending) p.catch(() => {}); // gets already under way when one failed
   }
-  return blob;
+  if (offset !== ref.bytes) throw new CleaveError(ErrorCode.FRAME_GONE, `the blob '${ref.id}' is incomplete (${offset} of ${ref.bytes} bytes); resend the request`);
+  return out;
 }
 
-/** Deletes a by-reference frame's blob once the message that named it is done with. */
+/** Deletes a by-reference frame's chunks once the message that named it is done with. */
 export async function releaseFrame(nc: NatsConnection, headers: MsgHdrs | undefined): Promise<void> {
-  const name = headers?.get(BLOB_HEADER);
-  if (!name) return;
-  const os = await blobStore(nc);
-  await os.delete(name).catch(() => {});
+  const ref = blobRefOf(headers);
+  if (!ref) return;
+  const jsm = await manager(nc);
+  await jsm.streams.purge(Stream.BLOBS, { filter: Subject.blob(ref.id, '*') }).catch(() => {});
 }
 
 /** Marks a message whose tensors are in the shared-memory frame `ref` (its body carries the meta). */

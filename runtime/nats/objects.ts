@@ -8,7 +8,6 @@ setSha256Backend('native');
 
 const CONFIGS: Record<string, Parameters<Objm['create']>[1]> = {
   [ObjectStoreName.ARTIFACTS]: { storage: StorageType.File, description: 'model and partition artifacts by sha256' },
-  [ObjectStoreName.BLOBS]: { storage: StorageType.Memory, ttl: 60 * 60 * 1000 * 1_000_000 /* nanoseconds */, description: 'frames larger than max_payload, by reference' },
 };
 
 const opened = new WeakMap<NatsConnection, Map<string, Promise<ObjectStore>>>();

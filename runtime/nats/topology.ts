@@ -15,6 +15,9 @@ export const STREAMS: (Partial<StreamConfig> & { name: string })[] = [
   { name: Stream.INBOX, subjects: ['cleave.inbox.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.File, max_age: nanos(DAY), duplicate_window: nanos(2 * MINUTE) },
   { name: Stream.WORK, subjects: ['cleave.work.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory, max_age: nanos(60 * MINUTE), duplicate_window: nanos(2 * MINUTE), max_bytes: 1024 * 1024 * 1024, discard: DiscardPolicy.New },
   { name: Stream.RESULTS, subjects: ['cleave.results.>'], retention: RetentionPolicy.Limits, storage: StorageType.Memory, max_age: nanos(30 * MINUTE), duplicate_window: nanos(2 * MINUTE), max_bytes: 512 * 1024 * 1024 },
+  // Chunks of large frames: read by direct get (no consumer), purged by the reader once consumed; memory,
+  // like the work they belong to. Full means refuse (the sender retries), never drop a blob in use.
+  { name: Stream.BLOBS, subjects: ['cleave.blob.>'], retention: RetentionPolicy.Limits, storage: StorageType.Memory, max_age: nanos(60 * MINUTE), duplicate_window: nanos(2 * MINUTE), max_bytes: 1024 * 1024 * 1024, discard: DiscardPolicy.New, allow_direct: true },
   { name: Stream.EVENTS, subjects: ['cleave.events.>'], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * DAY), max_bytes: 1024 * 1024 * 1024 },
   { name: Stream.METRICS, subjects: ['cleave.metrics.>'], retention: RetentionPolicy.Limits, storage: StorageType.Memory, max_age: nanos(60 * MINUTE), max_bytes: 256 * 1024 * 1024 },
   { name: Stream.PARKED, subjects: ['cleave.parked.>'], retention: RetentionPolicy.Limits, storage: StorageType.File, max_age: nanos(7 * DAY), max_bytes: 1024 * 1024 * 1024 },

@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { ActorRecord } from '../../protocols/messages.js';
 import { ACTOR_TTL_MS, Role } from '../../protocols/subjects.js';
 import { actorsBucket } from '../nats/topology.js';
+import { listActors } from '../actor/client.js';
 
 interface Peer {
   domain?: string;
@@ -32,6 +33,7 @@ export class PeerDomains {
 
   private constructor() {}
 
+  /** Starts following the roster; resolves once the executors registered now are known. */
   static async watch(nc: NatsConnection): Promise<PeerDomains> {
     const p = new PeerDomains();
     const kv = await actorsBucket(nc);
@@ -41,27 +43,30 @@ export class PeerDomains {
       for await (const e of it) {
         if (p.stopped) break;
         const id = e.key.slice(Role.EXECUTOR.length + 1);
-        if (e.operation !== 'PUT') {
-          p.peers.delete(id);
-          continue;
-        }
-        try {
-          const r = JSON.parse(e.string()) as ActorRecord;
-          const c = r.capabilities ?? {};
-          p.peers.set(id, {
-            domain: typeof c.shmDomain === 'string' ? c.shmDomain : undefined,
-            run: typeof c.run === 'string' ? c.run : undefined,
-            epoch: typeof c.epoch === 'number' ? c.epoch : undefined,
-            stage: typeof c.stage === 'number' ? c.stage : undefined,
-            // Our clock, not the writer's: heartbeats arrive every HEARTBEAT_MS while the actor lives.
-            updatedAt: Date.now(),
-          });
-        } catch {
-          p.peers.delete(id);
-        }
+        if (e.operation !== 'PUT') p.peers.delete(id);
+        else p.update(id, e.string());
       }
     })().catch(() => {});
+    // The watch delivers what is there now asynchronously: take a snapshot too, so a client opened
+    // right after a deployment uses shared memory from its first request.
+    for (const r of await listActors(nc)) if (r.role === Role.EXECUTOR) p.update(r.id, JSON.stringify(r));
     return p;
+  }
+
+  private update(id: string, json: string): void {
+    try {
+      const c = (JSON.parse(json) as ActorRecord).capabilities ?? {};
+      this.peers.set(id, {
+        domain: typeof c.shmDomain === 'string' ? c.shmDomain : undefined,
+        run: typeof c.run === 'string' ? c.run : undefined,
+        epoch: typeof c.epoch === 'number' ? c.epoch : undefined,
+        stage: typeof c.stage === 'number' ? c.stage : undefined,
+        // Our clock, not the writer's: heartbeats arrive every HEARTBEAT_MS while the actor lives.
+        updatedAt: Date.now(),
+      });
+    } catch {
+      this.peers.delete(id);
+    }
   }
 
   /** True when every executor serving (run, epoch, stage) is in `domain` (and at least one is). */

@@ -1,0 +1,129 @@
+// The shared-memory frame pool on its own (no NATS): frames round-trip, files are recycled and never
+// read as someone else's, references are checked, and two processes share one pool safely.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ShmPool, Scratch, formatShmRef, parseShmRef, measureShm } from '../runtime/shm/pool.js';
+import { BufferPool } from '../runtime/shm/buffers.js';
+import { tensor, type Tensor } from '../protocols/tensor-codec.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
+
+const dirs: string[] = [];
+function freshPool(opts: Parameters<typeof ShmPool.open>[0] = {}): ShmPool {
+  const dir = mkdtempSync(join(tmpdir(), 'cleave-shm-'));
+  dirs.push(dir);
+  const p = ShmPool.open({ dir, ...opts });
+  assert.ok(p, 'a pool opens on a writable directory');
+  return p;
+}
+test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const isCode = (code: ErrorCode) => (e: unknown) => e instanceof CleaveError && e.code === code;
+
+function sample(): Record<string, Tensor> {
+  return {
+    a: tensor('float32', [2, 3], Float32Array.from([1, -2, 3.5, Number.NaN, -0, 1e-40])),
+    b: tensor('int64', [2], BigInt64Array.from([-(2n ** 63n), 2n ** 63n - 1n])),
+    c: tensor('bool', [3], Uint8Array.from([1, 0, 1])),
+    s: tensor('string', [2], ['x', 'ünï']),
+  };
+}
+
+function assertSame(got: Record<string, Tensor>, want: Record<string, Tensor>): void {
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+  for (const [k, w] of Object.entries(want)) {
+    assert.equal(got[k]!.dtype, w.dtype);
+    assert.deepEqual(got[k]!.shape, w.shape);
+    if (Array.isArray(w.data)) assert.deepEqual(got[k]!.data, w.data);
+    else assert.deepEqual(Buffer.from((got[k]!.data as Uint8Array).buffer, (got[k]!.data as Uint8Array).byteOffset, w.data.byteLength), Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+  }
+}
+
+test('shm pool - frames round-trip bit-exact into owned memory, a reused scratch buffer, or an allocator', () => {
+  const pool = freshPool();
+  const ref = pool.writeFrame(sample());
+  assertSame(pool.readFrame(ref).tensors, sample());
+  const scratch = new Scratch();
+  const viewed = pool.readFrame(ref, scratch).tensors;
+  assertSame(viewed, sample());
+  assert.equal((viewed.a!.data as Float32Array).buffer, scratch.get(1).buffer, 'decoded as views into the scratch buffer');
+  const buffers = new BufferPool();
+  const taken = pool.readFrame(ref, (n) => buffers.take(n)).tensors;
+  assertSame(taken, sample());
+  buffers.give(taken.a!.data as Float32Array);
+  assert.ok(buffers.heldBytes > 0, 'given back for the next result');
+});
+
+test('shm pool - a released file is recycled for the next frame, and the old reference is FRAME_GONE', () => {
+  const pool = freshPool();
+  const big = (v: number) => ({ t: tensor('float32', [256 * 1024], new Float32Array(256 * 1024).fill(v)) });
+  const first = pool.writeFrame(big(1));
+  pool.release(first);
+  assert.throws(() => pool.readFrame(first), isCode(ErrorCode.FRAME_GONE));
+  const second = pool.writeFrame(big(2));
+  assert.equal(pool.stats.reused, 1, 'the released file was taken again');
+  assert.equal((pool.readFrame(second).tensors.t!.data as Float32Array)[123], 2);
+  // The recycled file under its new name, asked for with the first frame's id: recognised, not misread.
+  assert.throws(() => pool.readFrame({ ...second, id: first.id }), isCode(ErrorCode.FRAME_GONE));
+  pool.release(second);
+  pool.release(second); // twice is harmless
+});
+
+test('shm pool - references are checked: malformed ones are BAD_MESSAGE, and no name leaves the pool', () => {
+  const pool = freshPool();
+  const ref = pool.writeFrame(sample());
+  assert.deepEqual(parseShmRef(formatShmRef(ref)), ref);
+  for (const bad of ['', 'a;b', `${ref.domain};../../etc/passwd;10;x`, `${ref.domain};${ref.name};-1;${ref.id}`, `dom.ain;${ref.name};10;${ref.id}`, `${formatShmRef(ref)};extra`]) {
+    assert.throws(() => parseShmRef(bad), isCode(ErrorCode.BAD_MESSAGE), bad);
+  }
+  assert.throws(() => pool.readRange('../domain', 0, 10), isCode(ErrorCode.BAD_ARGUMENT));
+  assert.throws(() => pool.readFrame({ ...ref, name: '..' }), isCode(ErrorCode.FRAME_GONE));
+  assert.throws(() => pool.readFrame({ ...ref, domain: 'elsewhere' }), isCode(ErrorCode.BAD_ARGUMENT));
+  pool.release({ ...ref, name: '../domain' }); // ignored
+  assert.ok(readdirSync(pool.dir).includes('domain'));
+});
+
+test('shm pool - beyond its free budget a released file is deleted; sweep removes stale live frames', () => {
+  const pool = freshPool({ freeBudgetBytes: 0 });
+  const ref = pool.writeFrame(sample());
+  pool.release(ref);
+  assert.equal(pool.stats.deleted, 1);
+  assert.deepEqual(readdirSync(join(pool.dir, 'free')), []);
+  const stale = pool.writeFrame(sample());
+  const fresh = pool.writeFrame(sample());
+  const old = (Date.now() - 2 * 3600_000) / 1000;
+  utimesSync(join(pool.dir, 'live', stale.name), old, old);
+  assert.equal(pool.sweep(3600_000), 1);
+  assert.throws(() => pool.readFrame(stale), isCode(ErrorCode.FRAME_GONE));
+  assertSame(pool.readFrame(fresh).tensors, sample());
+});
+
+test('shm pool - pools on one directory share a domain; another directory is another domain; CLEAVE_SHM=0 turns it off', () => {
+  const a = freshPool();
+  const again = ShmPool.open({ dir: a.dir })!;
+  assert.equal(again.domain, a.domain);
+  assertSame(again.readFrame(a.writeFrame(sample())).tensors, sample());
+  assert.notEqual(freshPool().domain, a.domain);
+  process.env.CLEAVE_SHM = '0';
+  try {
+    assert.equal(ShmPool.open({ dir: a.dir }), undefined);
+  } finally {
+    delete process.env.CLEAVE_SHM;
+  }
+  assert.ok(measureShm(a, 1024 * 1024, 2) > 0);
+});
+
+test('shm pool - two processes churning one pool never read each other’s frames', async () => {
+  const pool = freshPool();
+  const run = (who: number) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'test/helpers/shm-churn.ts', pool.dir, String(who), '300'], { cwd: new URL('..', import.meta.url).pathname });
+  const results = (await Promise.all([run(1), run(2)])).map((r) => JSON.parse(r.stdout) as { bad: number; reused: number; written: number });
+  for (const r of results) {
+    assert.equal(r.bad, 0);
+    assert.equal(r.written, 300);
+  }
+  assert.ok(results.reduce((a, r) => a + r.reused, 0) > 300, 'files were recycled between the processes');
+});
