@@ -12,7 +12,6 @@ import { OrtRunner, SpareThread } from '../runtime/executor/ort-runner.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import type { Deployment } from '../protocols/deployment.js';
 import { ShmPool, measureShm } from '../runtime/shm/pool.js';
-import { PeerDomains } from '../runtime/shm/peers.js';
 import { serveShmReads } from '../runtime/shm/remote.js';
 
 // Memory-pattern planning pre-sizes one block for every intermediate: measured on PP-OCRv4 det stage 0 at
@@ -40,7 +39,6 @@ const actor: ActorFactory = async (ctx) => {
   prepareSpare();
   // Same-host frames go through shared memory (runtime/shm/pool.ts); without a pool, all inline.
   const pool = ShmPool.open();
-  const peers = pool ? await PeerDomains.watch(ctx.nc) : undefined;
   const shmReads = pool ? serveShmReads(ctx.nc, pool) : undefined;
   let sweeper: NodeJS.Timeout | undefined;
   if (pool) {
@@ -87,7 +85,6 @@ const actor: ActorFactory = async (ctx) => {
       // The stage server has settled every request it took: idle now, whatever the in-flight count says.
       lifecycle.send({ type: 'DRAINED' });
       server = undefined;
-      // No longer a reader of that stage: producers must not count this executor's host for it.
       ctx.setCapabilities({ run: undefined, epoch: undefined, stage: undefined });
     }
     // Idle holds no partition: its memory goes back, and a fresh thread waits for the next one.
@@ -120,9 +117,8 @@ const actor: ActorFactory = async (ctx) => {
           },
           onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),
           onEnd: () => lifecycle.send({ type: 'WORK_END' }),
-          ...(pool && peers ? { shm: { pool, peers } } : {}),
+          ...(pool ? { shm: { pool } } : {}),
         });
-        // Announced before pulling, so producers elsewhere learn of this reader as early as possible.
         ctx.setCapabilities({ run, epoch, stage });
         await server.start();
         lifecycle.send({ type: 'START' });
@@ -162,7 +158,6 @@ const actor: ActorFactory = async (ctx) => {
       await (await spare)?.dispose();
       if (sweeper) clearInterval(sweeper);
       shmReads?.unsubscribe();
-      peers?.stop();
       lifecycle.send({ type: 'STOP' });
     },
   };

@@ -51,8 +51,6 @@ export interface WorkMeta {
   stage: number;
   /** Subject the final result goes to. */
   reply: string;
-  /** The caller's shared-memory domain (its host), when it can read results from shared memory. */
-  replyDomain?: string;
   /** Caller's sequence number, for restoring order. */
   seq: number;
   /** When the caller sent it (ms since epoch). */

@@ -1,5 +1,5 @@
 // Frames of one host's shared memory read from "another host" over a real nats-server (two pools on
-// two directories are two domains), and the roster rule that decides when shared memory is used.
+// two directories are two domains).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,11 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { suiteServer, suiteConnection, onCleanup } from './helpers/nats.js';
 import { ShmPool } from '../runtime/shm/pool.js';
 import { fetchShmFrame, releaseRemoteShm, serveShmReads } from '../runtime/shm/remote.js';
-import { allServersIn, PeerDomains } from '../runtime/shm/peers.js';
-import { actorsBucket } from '../runtime/nats/topology.js';
 import { tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
-import { ACTOR_TTL_MS } from '../protocols/subjects.js';
 
 const server = await suiteServer();
 const producerConn = await suiteConnection(server.url);
@@ -45,32 +42,4 @@ test('shm remote - a consumer on another host reads a multi-range frame over NAT
 test('shm remote - a frame of a host nobody answers for is NATS_UNAVAILABLE, named by its domain', async () => {
   const ref = hostB.writeFrame({ t: tensor('float32', [4], new Float32Array(4)) });
   await assert.rejects(fetchShmFrame(consumerConn, ref, 2000), (e: unknown) => isCode(ErrorCode.NATS_UNAVAILABLE)(e) && (e as Error).message.includes(hostB.domain));
-});
-
-test('shm remote - shared memory only toward a stage whose every live server is on this host', () => {
-  const now = 1_000_000;
-  const p = (domain: string | undefined, stage: number, age = 0) => ({ domain, run: 'r', epoch: 1, stage, updatedAt: now - age });
-  assert.equal(allServersIn([p('A', 1), p('A', 1)], 'A', 'r', 1, 1, now), true);
-  assert.equal(allServersIn([p('A', 1), p('B', 1)], 'A', 'r', 1, 1, now), false, 'a replica elsewhere: inline');
-  assert.equal(allServersIn([p(undefined, 1)], 'A', 'r', 1, 1, now), false, 'a server without shared memory: inline');
-  assert.equal(allServersIn([p('B', 0)], 'A', 'r', 1, 1, now), false, 'nobody serves the stage yet: inline');
-  assert.equal(allServersIn([p('A', 1), p('B', 1, ACTOR_TTL_MS + 1)], 'A', 'r', 1, 1, now), true, 'a server whose heartbeats stopped does not count');
-  assert.equal(allServersIn([p('A', 1)], 'A', 'r', 2, 1, now), false, 'another epoch');
-});
-
-test('shm remote - PeerDomains follows the roster: a replica registering on another host turns shared memory off', async () => {
-  const kv = await actorsBucket(producerConn);
-  const record = (id: string, domain: string) => JSON.stringify({ role: 'executor', id, host: 'h', pid: 1, state: 'serving', startedAt: 0, updatedAt: 0, version: 't', capabilities: { shmDomain: domain, run: 'rp', epoch: 1, stage: 0 } });
-  const peers = await PeerDomains.watch(consumerConn);
-  onCleanup(() => peers.stop());
-  await kv.put('executor.pa', record('pa', hostA.domain));
-  for (let i = 0; i < 100 && !peers.allIn(hostA.domain, 'rp', 1, 0); i++) await sleep(20);
-  assert.equal(peers.allIn(hostA.domain, 'rp', 1, 0), true);
-  await kv.put('executor.pb', record('pb', hostB.domain));
-  for (let i = 0; i < 100 && peers.allIn(hostA.domain, 'rp', 1, 0); i++) await sleep(20);
-  assert.equal(peers.allIn(hostA.domain, 'rp', 1, 0), false);
-  await kv.delete('executor.pb');
-  for (let i = 0; i < 100 && !peers.allIn(hostA.domain, 'rp', 1, 0); i++) await sleep(20);
-  assert.equal(peers.allIn(hostA.domain, 'rp', 1, 0), true, 'back to shared memory once it is gone');
-  await kv.delete('executor.pa');
 });

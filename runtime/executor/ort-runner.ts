@@ -7,7 +7,7 @@ import { checkFeeds, prepareTransfer, type OrtValueInfo, type WireTensor } from 
 import type { FromWorker, LoadMessage, SessionWorkerData, StageJob, ToWorker } from './session-worker.js';
 import type { ShmRef } from '../shm/pool.js';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -36,9 +36,12 @@ function workerEntryUrl(): URL {
     const out = join(projectRoot(), 'node_modules', '.cache', 'cleave', `session-worker-${hash.digest('hex').slice(0, 16)}.mjs`);
     if (!existsSync(out)) {
       mkdirSync(dirname(out), { recursive: true });
-      // Bundles of earlier sources are dead weight: drop them (another process may still be loading
-      // one it resolved a moment ago, which is fine: it has the file open or fails over to tsx).
-      for (const f of readdirSync(dirname(out))) if (/^session-worker-[0-9a-f]{16}\.mjs$/.test(f)) rmSync(join(dirname(out), f), { force: true });
+      // Bundles of earlier sources are dead weight once no process of that version can still be running
+      // (a day old): drop them, so the cache does not grow with every edit.
+      for (const f of readdirSync(dirname(out))) {
+        const p = join(dirname(out), f);
+        if (/^session-worker-[0-9a-f]{16}\.mjs$/.test(f) && Date.now() - statSync(p).mtimeMs > 86_400_000) rmSync(p, { force: true });
+      }
       const tmp = `${out}.${process.pid}.tmp`;
       buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node', 'msgpackr'], outfile: tmp, logLevel: 'silent' });
       renameSync(tmp, out);

@@ -3,13 +3,12 @@
 // after that publish is safely stored. Failures are reported to the caller with stage and executor.
 import { AckPolicy, type JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/nats-core';
-import { CleaveError, ErrorCode, asCleaveError } from '../../protocols/errors.js';
+import { CleaveError, ErrorCode, asCleaveError, isCleaveError } from '../../protocols/errors.js';
 import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
 import { dedupId, workDurable, workSubject, type DeployedStage, type Deployment, type WorkMeta } from '../../protocols/deployment.js';
 import { decodeFrame, encodeFrame } from '../../protocols/tensor-codec.js';
 import { publishFrame, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
-import type { PeerDomains } from '../shm/peers.js';
 import { fetchShmFrame, releaseRemoteShm } from '../shm/remote.js';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
@@ -29,9 +28,9 @@ export interface StageServerOptions {
   slots?: number;
   /** Makes a fresh runner when the current one has failed (its worker crashed). */
   reload?: () => Promise<OrtRunner>;
-  /** This host's shared-memory pool and where the next stage's executors are: frames go through
-   *  shared memory when every reader shares this host. Without it every frame goes inline. */
-  shm?: { pool: ShmPool; peers: PeerDomains };
+  /** This host's shared-memory pool: what the stage sends on is written there (readers on this host
+   *  read the file, others fetch it over NATS). Without it every frame goes through JetStream. */
+  shm?: { pool: ShmPool };
   /** Called around each request, for the lifecycle machine's in-flight count. */
   onBegin?: () => void;
   onEnd?: () => void;
@@ -170,16 +169,22 @@ export class StageServer {
       else input = { tensors: frame.tensors };
     } catch (e) {
       if (this.alreadyDone(m, e)) return;
+      // The frame's host does not answer: it may be restarting its executors. Retry a few times (the
+      // delivery limit) before the request fails; the client then sends it again.
+      if (isCleaveError(e, ErrorCode.NATS_UNAVAILABLE) && m.info.deliveryCount < this.deployment.maxDeliver) {
+        this.ctx.log.warn('the host holding this request\'s input does not answer; retrying', { req: meta?.req, domain: ref?.domain, delivery: m.info.deliveryCount });
+        m.nak(1000 * m.info.deliveryCount);
+        return;
+      }
       await this.deadLetter(m, meta, asCleaveError(e), ref);
       return;
     }
     const takenAt = Date.now();
     this.ctx.log.debug('took request', { req: meta.req, stage: this.stage.index, delivery: m.info.deliveryCount, shm: ref !== undefined });
     const last = this.stage.index === this.deployment.stages.length - 1;
-    // Shared memory downstream only when every reader is on this host: the next stage's every
-    // executor, or the caller for a result. Anything else goes inline through NATS.
-    const toShm = shm !== undefined && shm.pool.hasRoom(0) &&
-      (last ? meta.replyDomain === shm.pool.domain : shm.peers.allIn(shm.pool.domain, meta.run, meta.epoch, this.stage.index + 1));
+    // Into this host's pool whenever it has room: a reader here reads the file, a reader elsewhere
+    // fetches it over core NATS, which moves multi-MB frames at 2-3x what a stored message does.
+    const toShm = shm !== undefined && shm.pool.hasRoom(0);
     let r: StageRunResult;
     const t0 = performance.now();
     try {

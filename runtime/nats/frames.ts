@@ -132,5 +132,5 @@ export function shmRefOf(headers: MsgHdrs | undefined): ShmRef | undefined {
  */
 export async function readShmTensors(nc: NatsConnection, pool: ShmPool | undefined, ref: ShmRef, allocate?: (n: number) => Uint8Array): Promise<Record<string, Tensor>> {
   if (pool && pool.domain === ref.domain) return pool.readFrame(ref, allocate).tensors;
-  return (await fetchShmFrame(nc, ref)).tensors;
+  return (await fetchShmFrame(nc, ref, undefined, allocate)).tensors;
 }

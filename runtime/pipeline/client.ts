@@ -10,8 +10,7 @@ import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-co
 import { publishFrame, readShmTensors, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
 import { ShmPool, type ShmRef } from '../shm/pool.js';
 import { BufferPool } from '../shm/buffers.js';
-import { PeerDomains } from '../shm/peers.js';
-import { releaseRemoteShm } from '../shm/remote.js';
+import { releaseRemoteShm, serveShmReads } from '../shm/remote.js';
 import { injectTrace, producerSpan } from '../tracing.js';
 import { loadDeployment } from './store.js';
 
@@ -35,8 +34,9 @@ export interface InferenceClientOptions {
   /** Per request, from send to result. */
   timeoutMs?: number;
   /**
-   * Exchange tensors with executors on this host through shared memory (default true when /dev/shm is
-   * usable): only references cross NATS. Executors on other hosts always get them inline.
+   * Put request tensors in this host's shared-memory pool (default true when /dev/shm is usable): only
+   * references cross JetStream; executors on this host read the file, others fetch it from this
+   * client over core NATS. False sends every tensor in the JetStream message.
    */
   sharedMemory?: boolean;
 }
@@ -47,7 +47,14 @@ interface Pending {
   timer: NodeJS.Timeout;
   seq: number;
   sentAt: number;
+  /** Kept until answered: a request whose frame was lost with its host is sent again once. */
+  inputs: Record<string, Tensor>;
+  attempts: number;
 }
+
+/** Failures that lose a request's data in flight (a host went down), not a fault of the request. */
+const RETRIABLE: ReadonlySet<string> = new Set([ErrorCode.FRAME_GONE, ErrorCode.NATS_UNAVAILABLE]);
+const MAX_ATTEMPTS = 2;
 
 export class InferenceClient {
   private readonly id = randomBytes(6).toString('hex');
@@ -64,7 +71,7 @@ export class InferenceClient {
     private readonly nc: NatsConnection,
     readonly deployment: Deployment,
     private readonly options: Required<Omit<InferenceClientOptions, 'sharedMemory'>>,
-    private readonly shm?: { pool: ShmPool; peers: PeerDomains },
+    private readonly shm?: { pool: ShmPool; reads: Subscription },
   ) {
     this.js = jetstream(nc);
   }
@@ -72,7 +79,8 @@ export class InferenceClient {
   static async open(nc: NatsConnection, run: string, options: InferenceClientOptions = {}): Promise<InferenceClient> {
     const d = await loadDeployment(nc, run);
     const pool = options.sharedMemory === false ? undefined : ShmPool.open();
-    const shm = pool ? { pool, peers: await PeerDomains.watch(nc) } : undefined;
+    // This client answers reads of the frames it wrote, for executors on other hosts.
+    const shm = pool ? { pool, reads: serveShmReads(nc, pool) } : undefined;
     const c = new InferenceClient(nc, d, { maxInFlight: options.maxInFlight ?? 4, timeoutMs: options.timeoutMs ?? 120_000 }, shm);
     c.listen();
     return c;
@@ -113,6 +121,8 @@ export class InferenceClient {
       if (ref) this.releaseShm(ref);
       return;
     }
+    // Taken now, before any await: a duplicate arriving meanwhile is dropped above.
+    this.remember(meta.req);
     let lost: CleaveError | undefined;
     let pooled = false;
     if (ref) {
@@ -125,12 +135,20 @@ export class InferenceClient {
         this.releaseShm(ref);
       }
     }
-    this.remember(meta.req);
+    if (lost && RETRIABLE.has(lost.code) && p.attempts < MAX_ATTEMPTS) {
+      await this.resend(meta.req, p);
+      return;
+    }
     this.pending.delete(meta.req);
     clearTimeout(p.timer);
     this.wake();
     if (lost) {
       p.reject(new CleaveError(lost.code, `the result of request ${meta.req} could not be read: ${lost.message}; send it again`, { details: { req: meta.req } }));
+      return;
+    }
+    if (meta.error && RETRIABLE.has(meta.error.code) && p.attempts < MAX_ATTEMPTS) {
+      // Its data was lost in flight with a host: the inputs are still here, so send it again.
+      await this.resend(meta.req, p);
       return;
     }
     if (meta.error) {
@@ -184,48 +202,73 @@ export class InferenceClient {
     const d = this.deployment;
     const seq = this.seq++;
     const sentAt = Date.now();
-    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq, sentAt, hops: [], ...(this.shm ? { replyDomain: this.shm.pool.domain } : {}) };
+    let p!: Pending;
     const result = new Promise<InferenceResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(reqId);
-        this.remember(reqId);
-        this.wake();
-        reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, `request ${reqId} got no result within ${this.options.timeoutMs} ms; see \`cleave status\` for the executors of run ${d.run}, and CLEAVE_PARKED for failed work`, { details: { req: reqId } }));
-      }, this.options.timeoutMs);
-      this.pending.set(reqId, { resolve, reject, timer, seq, sentAt });
+      const timer = setTimeout(() => this.timeOut(p), this.options.timeoutMs);
+      p = { resolve, reject, timer, seq, sentAt, inputs, attempts: 0 };
+      this.pending.set(reqId, p);
     });
-    const subject = workSubject(d.run, d.epoch, 0);
     try {
-      await producerSpan(subject, async () => {
-        const h = natsHeaders();
-        injectTrace(h);
-        const shm = this.shm;
-        // Through shared memory only when every stage-0 executor shares this host (and it has room).
-        let ref: ShmRef | undefined;
-        if (shm && shm.peers.allIn(shm.pool.domain, d.run, d.epoch, 0) && shm.pool.hasRoom(0)) {
-          ref = shm.pool.writeFrame(inputs);
-          setShmRef(h, ref);
-        }
-        try {
-          const ack = await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: ref ? {} : inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
-          if (ack.duplicate && ref) shm!.pool.release(ref);
-        } catch (e) {
-          if (ref) shm!.pool.release(ref);
-          throw e;
-        }
-        if (ref) this.sent.sharedMemory++;
-        else this.sent.inline++;
-      });
+      await this.send(reqId, p);
     } catch (e) {
-      const p = this.pending.get(reqId);
-      if (p) {
-        clearTimeout(p.timer);
-        this.pending.delete(reqId);
-        this.wake();
-      }
+      for (const [id, q] of this.pending) if (q === p) this.pending.delete(id);
+      clearTimeout(p.timer);
+      this.wake();
       throw e;
     }
     return result;
+  }
+
+  private timeOut(p: Pending): void {
+    const ids = [...this.pending].filter(([, q]) => q === p).map(([id]) => id);
+    for (const id of ids) {
+      this.pending.delete(id);
+      this.remember(id);
+    }
+    this.wake();
+    const d = this.deployment;
+    p.reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, `request ${ids[0] ?? '?'} got no result within ${this.options.timeoutMs} ms; see \`cleave status\` for the executors of run ${d.run}, and CLEAVE_PARKED for failed work`, { details: { req: ids[0] } }));
+  }
+
+  /** Sends a lost request again under a new id (the old one is spent in JetStream's de-duplication). */
+  private async resend(oldId: string, p: Pending): Promise<void> {
+    this.pending.delete(oldId);
+    const id = randomUUID();
+    this.pending.set(id, p);
+    try {
+      await this.send(id, p);
+    } catch (e) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      this.wake();
+      p.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  private async send(reqId: string, p: Pending): Promise<void> {
+    p.attempts++;
+    const d = this.deployment;
+    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq: p.seq, sentAt: p.sentAt, hops: [] };
+    const subject = workSubject(d.run, d.epoch, 0);
+    await producerSpan(subject, async () => {
+      const h = natsHeaders();
+      injectTrace(h);
+      const pool = this.shm?.pool;
+      let ref: ShmRef | undefined;
+      if (pool && pool.hasRoom(0)) {
+        ref = pool.writeFrame(p.inputs);
+        setShmRef(h, ref);
+      }
+      try {
+        const ack = await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: ref ? {} : p.inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
+        if (ack.duplicate && ref) pool!.release(ref);
+      } catch (e) {
+        if (ref) pool!.release(ref);
+        throw e;
+      }
+      if (ref) this.sent.sharedMemory++;
+      else this.sent.inline++;
+    });
   }
 
   /** Many requests, results yielded in request order (each as soon as it and all before it are done). */
@@ -242,7 +285,7 @@ export class InferenceClient {
 
   async close(): Promise<void> {
     this.sub?.unsubscribe();
-    this.shm?.peers.stop();
+    this.shm?.reads.unsubscribe();
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new CleaveError(ErrorCode.REQUEST_TIMEOUT, 'client closed before the result arrived'));

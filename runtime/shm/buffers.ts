@@ -53,3 +53,10 @@ export class BufferPool {
     return this.held;
   }
 }
+
+/** `n` bytes of memory of their own, not zeroed (callers write every byte): malloc'd memory is often
+ *  warm where a zeroed allocation is fresh pages. */
+export function uninitializedBytes(n: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}

@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { decodeFrame, encodeFrameParts, type DecodedFrame, type Tensor } from '../../protocols/tensor-codec.js';
-import { Scratch } from './buffers.js';
+import { Scratch, uninitializedBytes } from './buffers.js';
 
 export { Scratch } from './buffers.js';
 
@@ -149,7 +149,7 @@ export class ShmPool {
     let bytes: Uint8Array;
     try {
       // allocUnsafe: every byte is read into it, and malloc'd memory is often warm where calloc's is not.
-      bytes = into instanceof Scratch ? into.get(ref.bytes) : into ? into(ref.bytes) : ownedBytes(ref.bytes);
+      bytes = into instanceof Scratch ? into.get(ref.bytes) : into ? into(ref.bytes) : uninitializedBytes(ref.bytes);
       let off = 0;
       while (off < ref.bytes) {
         const n = readSync(fd, bytes, off, ref.bytes - off, off);
@@ -173,7 +173,7 @@ export class ShmPool {
       throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is gone`, { cause: e });
     }
     try {
-      const out = new Uint8Array(length);
+      const out = uninitializedBytes(length);
       let off = 0;
       while (off < length) {
         const n = readSync(fd, out, off, length - off, offset + off);
@@ -290,11 +290,6 @@ export class ShmPool {
     this.stats.created++;
     return fd;
   }
-}
-
-function ownedBytes(n: number): Uint8Array {
-  const b = Buffer.allocUnsafe(n);
-  return new Uint8Array(b.buffer, b.byteOffset, n);
 }
 
 function checkFrame(ref: ShmRef, bytes: Uint8Array): DecodedFrame {

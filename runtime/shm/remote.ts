@@ -1,15 +1,19 @@
-// Reading another host's shared-memory frame over NATS. A producer uses shared memory only when every
-// consumer it knows of shares its host, but a replica on another host may join between its look and
-// its publish: that replica reads the frame from this service, which every executor of the producer's
-// host answers (one queue group per domain), so the frame stays readable when its producer is gone.
+// Reading another host's shared-memory frame over core NATS. A producer with a pool always writes what
+// it sends on into it; a consumer on the same host reads the file, one on another host reads it from
+// this service, which every Cleave process of the producer's host answers (one queue group per domain),
+// so the frame stays readable when the process that wrote it is gone. Bytes cross the NATS server once
+// (a reply), where a stored JetStream message crosses it twice and is kept in its memory meanwhile.
 import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
 import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
+import { uninitializedBytes } from './buffers.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
 /** Bytes per read reply: well under max_payload, large enough to run near NATS speed. */
 const RANGE_BYTES = 4 * 1024 * 1024;
+/** Range reads in flight at once. */
+const WINDOW = 3;
 
 /**
  * Answers `{ name, offset, length }` reads of this host's live frames, and `{ name, release: true }`
@@ -46,9 +50,11 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
  * The frame `ref` names, read over NATS from its host's service. FRAME_GONE when that host no longer
  * has it, NATS_UNAVAILABLE when no process of that host answers.
  */
-export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000): Promise<DecodedFrame> {
-  const out = new Uint8Array(ref.bytes);
-  for (let offset = 0; offset < ref.bytes; offset += RANGE_BYTES) {
+export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<DecodedFrame> {
+  const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
+  const ranges = Math.ceil(ref.bytes / RANGE_BYTES);
+  const get = async (i: number): Promise<void> => {
+    const offset = i * RANGE_BYTES;
     const length = Math.min(RANGE_BYTES, ref.bytes - offset);
     let reply;
     try {
@@ -64,6 +70,17 @@ export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs =
       throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} is shorter than its reference says; it was recycled`, { details: { domain: ref.domain, name: ref.name } });
     }
     out.set(reply.data, offset);
+  };
+  // A few ranges in flight: one at a time leaves the link idle for a round trip per range.
+  const inFlight: Promise<void>[] = [];
+  try {
+    for (let i = 0; i < ranges; i++) {
+      inFlight.push(get(i));
+      if (inFlight.length >= WINDOW) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+  } finally {
+    for (const p of inFlight) p.catch(() => {});
   }
   return decodeShmBytes(ref, out);
 }

@@ -155,6 +155,8 @@ async function stream(nc: Awaited<ReturnType<typeof connectNats>>, d: Deployment
         (r) => {
           results[i] = r;
           o.onResult?.(r, i);
+          // Kept for the comparison afterwards; otherwise its memory serves the next result.
+          if (!o.compare) r.release();
         },
         (e: Error) => {
           errors.push(e.message);
