@@ -12,6 +12,7 @@ import { OrtRunner, SpareThread } from '../runtime/executor/ort-runner.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import type { Deployment } from '../protocols/deployment.js';
 import { ShmPool, measureShm } from '../runtime/shm/pool.js';
+import { withTensorMalloc } from '../runtime/malloc.js';
 import { serveShmReads } from '../runtime/shm/remote.js';
 
 // Memory-pattern planning pre-sizes one block for every intermediate: measured on PP-OCRv4 det stage 0 at
@@ -25,6 +26,9 @@ const actor: ActorFactory = async (ctx) => {
   let runner: OrtRunner | undefined;
   let server: StageServer | undefined;
   let deployment: Deployment | undefined;
+  if (withTensorMalloc(process.env) !== process.env) {
+    ctx.log.info(`started without the malloc settings for tensor buffers; for faster activations start it with GLIBC_TUNABLES=${withTensorMalloc({}).GLIBC_TUNABLES} (cleave up does)`);
+  }
   // The inference thread an idle executor keeps ready (onnxruntime loaded), so that an assignment only
   // loads the partition, and the partition's memory is what it adds. A new one after each release.
   let spare: Promise<SpareThread | undefined> | undefined;

@@ -15,8 +15,13 @@ export function withTensorMalloc(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, GLIBC_TUNABLES: [current, ...extra].filter(Boolean).join(':') };
 }
 
-/** Commands whose processes move tensors (and so start with the tunables): the rest do not bother. */
-const TENSOR_COMMANDS = new Set(['actor', 'up', 'infer', 'demo', 'bench']);
+/**
+ * Commands that move tensors in their own process and re-run themselves with the tunables. Not `actor`:
+ * an actor's pid is what the roster shows and what signals go to, so a wrapper process will not do;
+ * the deployments Cleave starts (`up`, `demo`, `infer`, tests) pass the tunables to their actors, and an
+ * executor started by hand without them says so in its log.
+ */
+const TENSOR_COMMANDS = new Set(['infer', 'demo', 'bench']);
 
 /** True when `command` should run with the tunables and this process was started without them. */
 export function needsTensorMalloc(command: string | undefined, env: NodeJS.ProcessEnv): boolean {
