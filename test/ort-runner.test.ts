@@ -373,3 +373,50 @@ describe('calibrate', () => {
     assert.equal(graph.nodes.reduce((a, n) => a + n.flops, 0), probe.flops);
   });
 });
+
+describe('ort runner - stage jobs', () => {
+  const ADD = readFileSync(join(NODE_DATA, 'test_add/model.onnx'));
+  const f = (shape: number[], v: number): Tensor => ({ dtype: 'float32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(v) });
+
+  test('ort runner - a stage job reads and writes shared memory on the worker, and passes tensors through', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { ShmPool } = await import('../runtime/shm/pool.js');
+    const dir = mkdtempSync(join(tmpdir(), 'cleave-stage-'));
+    try {
+      const pool = ShmPool.open({ dir })!;
+      const r = await runner(ADD, { shmDir: dir });
+      const ref = pool.writeFrame({ x: f([3, 4, 5], 1), y: f([3, 4, 5], 2), extra: f([2], 9) });
+      const viaShm = await r.runStage({ input: { shm: ref }, forward: ['sum', 'extra'], toShm: true });
+      assert.ok('shm' in viaShm.out);
+      assert.equal(viaShm.inBytes, ref.bytes);
+      const back = pool.readFrame(viaShm.out.shm).tensors;
+      assert.deepEqual([...(back.sum!.data as Float32Array)].slice(0, 3), [3, 3, 3]);
+      assert.deepEqual([...(back.extra!.data as Float32Array)], [9, 9], 'a message tensor the stage does not read is passed on');
+      // Tensors in, tensors out (an executor without a pool, or a reader elsewhere).
+      const direct = await r.runStage({ input: { tensors: { x: f([3, 4, 5], 1), y: f([3, 4, 5], 5) } }, forward: ['sum'], toShm: false });
+      assert.ok('tensors' in direct.out);
+      assert.equal((direct.out.tensors.sum!.data as Float32Array)[59], 6);
+      // Bad inputs are typed on the worker too; a released frame is FRAME_GONE.
+      await assert.rejects(r.runStage({ input: { tensors: { x: f([3, 4, 5], 1) } }, forward: ['sum'], toShm: false }), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.INPUT_INVALID && /missing input 'y'/.test(e.message));
+      pool.release(ref);
+      await assert.rejects(r.runStage({ input: { shm: ref }, forward: ['sum'], toShm: true }), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.FRAME_GONE);
+      assert.equal(r.state, 'ready', 'request failures leave the runner usable');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('ort runner - a spare thread started ahead becomes the runner of the partition it is given, once', async () => {
+    const { SpareThread } = await import('../runtime/executor/ort-runner.js');
+    const spare = await SpareThread.start();
+    const r = await OrtRunner.create(ADD, {}, spare);
+    runners.push(r);
+    const out = await r.run({ x: f([3, 4, 5], 2), y: f([3, 4, 5], 3) });
+    assert.equal((out.sum!.data as Float32Array)[0], 5);
+    const again = await OrtRunner.create(ADD, {}, spare); // taken already: a fresh thread
+    runners.push(again);
+    assert.notEqual(runnerInternals.threadId(again), runnerInternals.threadId(r));
+    await spare.dispose();
+  });
+});

@@ -76,7 +76,8 @@ export interface OrtRunnerOptions {
 export type OrtRunnerState = 'ready' | 'closing' | 'closed' | 'failed';
 
 interface Pending {
-  resolve: (outputs: any) => void;
+  /** A run() resolves with its outputs, a runStage() with a StageRunResult. */
+  resolve: (value: unknown) => void;
   reject: (e: CleaveError) => void;
 }
 
@@ -284,7 +285,7 @@ export class OrtRunner {
     const id = this.nextId++;
     const msg: ToWorker = { type: 'run', id, feeds: wire, outputNames: outputNames && [...outputNames] };
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.ref();
       try {
         this.worker.postMessage(msg, transfer);
@@ -322,7 +323,7 @@ export class OrtRunner {
       return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
-      this.pending.set(job.id, { resolve, reject });
+      this.pending.set(job.id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.ref();
       try {
         this.worker.postMessage(job, transfer);

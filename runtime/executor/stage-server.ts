@@ -184,7 +184,7 @@ export class StageServer {
     const last = this.stage.index === this.deployment.stages.length - 1;
     // Into this host's pool whenever it has room: a reader here reads the file, a reader elsewhere
     // fetches it over core NATS, which moves multi-MB frames at 2-3x what a stored message does.
-    const toShm = shm !== undefined && shm.pool.hasRoom(0);
+    const toShm = shm !== undefined && shm.pool.hasRoom();
     let r: StageRunResult;
     const t0 = performance.now();
     try {

@@ -255,7 +255,7 @@ export class InferenceClient {
       injectTrace(h);
       const pool = this.shm?.pool;
       let ref: ShmRef | undefined;
-      if (pool && pool.hasRoom(0)) {
+      if (pool && pool.hasRoom()) {
         ref = pool.writeFrame(p.inputs);
         setShmRef(h, ref);
       }

@@ -108,8 +108,9 @@ export class ShmPool {
     }
   }
 
-  /** Room to write `bytes` more without starving the host's memory. */
-  hasRoom(bytes: number): boolean {
+  /** Room to write `bytes` more (0: any frame) without starving the host's memory; otherwise callers
+   *  send inline through JetStream. */
+  hasRoom(bytes = 0): boolean {
     try {
       const s = statfsSync(this.dir);
       return s.bavail * s.bsize - bytes >= this.minFree;
