@@ -76,7 +76,7 @@ const actor: ActorFactory = (ctx) => {
       },
       LONG,
     );
-    const plan = await refinePlan(artifact, graph, requestPlan, profiles, req.inputs);
+    const plan = await refinePlan(artifact, graph, requestPlan, profiles);
     const split = await controlRequest<{ stages: SplitStage[]; inputs: TensorSpec[]; outputs: TensorSpec[] }>(
       ctx.nc,
       Role.GRAPH_ANALYZER,
@@ -110,17 +110,19 @@ const actor: ActorFactory = (ctx) => {
    * from an unoptimised run and misjudge optimised stages by up to 2x. Returns the measured plan with
    * the smallest measured bottleneck. Without profiled times there is nothing to correct.
    */
-  async function refinePlan(artifact: string, graph: PartitionGraph, requestPlan: (g: PartitionGraph) => Promise<Plan>, profiles: ExecutorProfile[], inputs: unknown): Promise<Plan> {
+  async function refinePlan(artifact: string, graph: PartitionGraph, requestPlan: (g: PartitionGraph) => Promise<Plan>, profiles: ExecutorProfile[]): Promise<Plan> {
     let plan = await requestPlan(graph);
     const measuringSpeed = graph.profile?.flopsPerSec;
     if (!measuringSpeed || plan.stages.length < 2) return plan;
     const speeds = new Map(profiles.map((p) => [p.id, p.flopsPerSec]));
+    // Profiled, so every input shape is known: the stages are timed on inputs of those shapes.
+    const feeds = Object.fromEntries(graph.inputs.map((i) => [i.name, { dtype: i.dtype, shape: i.shape }]));
     let best: { plan: Plan; bottleneck: number } | undefined;
     for (let round = 1; round <= REFINE_ROUNDS; round++) {
       const nodes = plan.stages.map((s) => s.nodes);
       let timed: { seconds: number[] };
       try {
-        timed = await controlRequest<{ seconds: number[] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, stages: nodes, inputs }, LONG);
+        timed = await controlRequest<{ seconds: number[] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, stages: nodes, feeds }, LONG);
       } catch (e) {
         ctx.log.warn('could not time the planned stages; keeping the plan from profiled node times', { error: String(e) });
         return best?.plan ?? plan;

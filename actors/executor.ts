@@ -10,14 +10,13 @@ import { getArtifact, loadDeployment } from '../runtime/pipeline/store.js';
 import { StageServer } from '../runtime/executor/stage-server.js';
 import { OrtRunner, SpareThread } from '../runtime/executor/ort-runner.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
+import { STAGE_SESSION_OPTIONS } from '../runtime/executor/session-options.js';
 import type { Deployment } from '../protocols/deployment.js';
 import { ShmPool, measureShm } from '../runtime/shm/pool.js';
 import { withTensorMalloc } from '../runtime/malloc.js';
 import { serveShmReads } from '../runtime/shm/remote.js';
 
-// Memory-pattern planning pre-sizes one block for every intermediate: measured on PP-OCRv4 det stage 0 at
-// 640x640 it costs ~30 MB more resident memory for no speed gain, so executors run without it.
-const RUNNER_OPTIONS = (threads: number, shmDir?: string) => ({ intraOpNumThreads: threads, enableMemPattern: false, ...(shmDir ? { shmDir } : {}) });
+const RUNNER_OPTIONS = (threads: number, shmDir?: string) => ({ intraOpNumThreads: threads, ...STAGE_SESSION_OPTIONS, ...(shmDir ? { shmDir } : {}) });
 /** Live shared-memory frames older than the work stream's max age belong to messages that are gone. */
 const SHM_SWEEP_AGE_MS = 60 * 60 * 1000;
 

@@ -40,23 +40,20 @@ const actor: ActorFactory = async (ctx) => {
         if (g.profile && calibration) g.profile.flopsPerSec = calibration.flopsPerSec;
         return g;
       },
-      /** Seconds per run of each stage of `stages` as an executor runs it (optimised, one thread). */
+      /**
+       * Seconds per run of each stage of `stages` as an executor runs it, fed zero-filled model inputs
+       * of the `feeds` dtypes and shapes (the analysed graph's inputs).
+       */
       async time(req) {
         const m = await model(req.artifact);
         const stages = req.stages as string[][];
+        const feeds = req.feeds as Record<string, Feed>;
         if (!Array.isArray(stages) || stages.length === 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `stages`: a list of node-id lists, one per stage');
-        const shapes = (req.inputs ?? {}) as Record<string, number[]>;
-        const g = m.graph!;
-        const inits = new Set((g.initializer ?? []).map((t) => t.name));
-        const feeds: Record<string, Feed> = {};
-        for (const v of (g.input ?? []).filter((x) => !inits.has(x.name))) {
-          const spec = specOf(v);
-          const shape = shapes[spec.name] ?? spec.shape;
-          if (!shape.every((d) => typeof d === 'number')) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `timing stages needs every input shape known; pass inputs.${spec.name}`);
-          feeds[spec.name] = { dtype: spec.dtype, shape: shape as number[] };
+        if (!feeds || typeof feeds !== 'object' || Object.values(feeds).some((f) => !f || !Array.isArray(f.shape) || !f.shape.every((d) => typeof d === 'number'))) {
+          throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `feeds`: { name: { dtype, shape } } with every dim a number; analyse the model with its input shapes first');
         }
         const { stages: extracted } = await extractStages(m, stages);
-        return { seconds: await measureStageSeconds(extracted.map((s) => s.model), feeds), flopsPerSec: calibration?.flopsPerSec };
+        return { seconds: await measureStageSeconds(extracted.map((s) => s.model), feeds) };
       },
       async split(req) {
         const m = await model(req.artifact);

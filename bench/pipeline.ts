@@ -17,16 +17,17 @@ import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
 import { controlRequest } from '../runtime/actor/client.js';
-import { publishFrame, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../runtime/nats/frames.js';
-import { ShmPool, Scratch } from '../runtime/shm/pool.js';
-import { fetchShmFrame, releaseRemoteShm, serveShmReads } from '../runtime/shm/remote.js';
-import { headers as natsHeaders } from '@nats-io/nats-core';
+import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../runtime/nats/frames.js';
+import { windowed } from '../runtime/windowed.js';
+import { ShmPool } from '../runtime/shm/pool.js';
+import { Scratch } from '../runtime/shm/buffers.js';
+import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
 import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { Role } from '../protocols/subjects.js';
-import { decodeFrame, encodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
+import { decodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
 import type { Deployment, Hop } from '../protocols/deployment.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -205,9 +206,10 @@ export async function rawCoreMBps(url: string, mb: number): Promise<number> {
 }
 
 /**
- * One pipeline hop as the stages do it: encode, publishFrame to a memory work queue (PubAck), pull with
- * next(), receive, decode, ack. With `pool`, the tensors go through shared memory as between stages on
- * one host: written into a recycled pool file, a reference published, read into a reused buffer.
+ * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pull with next(),
+ * receive, decode, ack. With `pool` the tensors go into the producer's shared-memory pool and only a
+ * reference is published; the consumer reads the file (same host) or, with `remote`, fetches it from
+ * the producer's read service over core NATS (another host), into a reused buffer.
  */
 export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, remote = false): Promise<number> {
   const jsm = await jetstreamManager(nc);
@@ -236,25 +238,15 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
         if (ref && remote) await fetchShmFrame(consumerConn, ref, 10_000, (n) => scratch.get(n));
         else if (ref && pool) pool.readFrame(ref, scratch);
         m.ack();
-        if (ref && remote) releaseRemoteShm(consumerConn, ref);
-        else if (ref && pool) pool.release(ref);
+        if (ref) releaseShmFrame(consumerConn, remote ? undefined : pool, ref);
         else await releaseFrame(consumerConn, m.headers);
         received++;
       }
     })();
-    const inFlight: Promise<unknown>[] = [];
-    for (let i = 0; i < count; i++) {
+    await windowed(count, 2, (i) => {
       const t = { t: tensor('float32', [floats], data) };
-      if (pool) {
-        const h = natsHeaders();
-        setShmRef(h, pool.writeFrame(t));
-        inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: {}, meta: { i } }), { headers: h }));
-      } else {
-        inFlight.push(publishFrame(nc, js, `bench.hop.${mb}`, encodeFrame({ tensors: t, meta: { i } })));
-      }
-      if (inFlight.length >= 2) await inFlight.shift();
-    }
-    await Promise.all(inFlight);
+      return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});
+    });
     await consuming;
     return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
   } finally {

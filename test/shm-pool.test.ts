@@ -7,8 +7,8 @@ import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ShmPool, Scratch, formatShmRef, parseShmRef, measureShm } from '../runtime/shm/pool.js';
-import { BufferPool } from '../runtime/shm/buffers.js';
+import { ShmPool, formatShmRef, parseShmRef, measureShm } from '../runtime/shm/pool.js';
+import { BufferPool, Scratch } from '../runtime/shm/buffers.js';
 import { tensor, type Tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 

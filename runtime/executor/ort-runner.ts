@@ -91,8 +91,12 @@ export interface StageRunResult {
 }
 
 export interface StageRunRequest {
-  /** The message's tensors (moved to the worker: buffers they own come back empty), or the frame holding them. */
-  input: { tensors: Record<string, Tensor> } | { shm: ShmRef };
+  /**
+   * The message's tensors (moved to the worker: buffers they own come back empty); the bytes of a
+   * shared-memory frame fetched from another host, with its reference (moved, decoded on the worker);
+   * or a frame of this host's pool, which the worker reads itself.
+   */
+  input: { tensors: Record<string, Tensor> } | { frame: Uint8Array; ref: ShmRef } | { shm: ShmRef };
   /** Names to send on: the partition's outputs, or message tensors passed through. */
   forward: string[];
   /** Write what is sent on into the shared-memory pool (needs `shmDir`); else return it. */
@@ -276,16 +280,49 @@ export class OrtRunner {
     let transfer: ArrayBuffer[];
     try {
       this.assertUsable();
-      wire = this.checkFeeds(feeds);
+      wire = checkFeeds(this.inputMetadata, feeds);
       if (outputNames !== undefined) this.checkOutputNames(outputNames);
       transfer = prepareTransfer(wire);
     } catch (e) {
       return Promise.reject(e);
     }
-    const id = this.nextId++;
-    const msg: ToWorker = { type: 'run', id, feeds: wire, outputNames: outputNames && [...outputNames] };
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    return this.dispatch({ type: 'run', id: this.nextId++, feeds: wire, outputNames: outputNames && [...outputNames] }, transfer, wire);
+  }
+
+  /**
+   * One request of a pipeline stage with its I/O on the worker (see StageJob): with a shared-memory
+   * input and output its tensors never enter this thread. Errors as run(), plus FRAME_GONE when the
+   * input frame is no longer in the pool.
+   */
+  runStage(req: StageRunRequest): Promise<StageRunResult> {
+    let input: StageJob['input'];
+    let transfer: ArrayBuffer[] = [];
+    let wire: WireTensor[] = [];
+    try {
+      this.assertUsable();
+      if ('tensors' in req.input) {
+        wire = Object.entries(req.input.tensors).map(([name, t]) => ({ name, ...t }));
+        transfer = prepareTransfer(wire);
+        input = { tensors: wire };
+      } else if ('frame' in req.input) {
+        // A whole frame of its own goes over as is (moved, decoded on the worker); a view is copied once.
+        const f = req.input.frame;
+        const frame = f.byteOffset === 0 && f.byteLength === f.buffer.byteLength && f.buffer instanceof ArrayBuffer ? f : f.slice();
+        transfer = [frame.buffer as ArrayBuffer];
+        input = { frame, ref: req.input.ref };
+      } else {
+        input = { shm: req.input.shm };
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.dispatch({ type: 'stage', id: this.nextId++, input, forward: [...req.forward], toShm: req.toShm }, transfer, wire);
+  }
+
+  /** Posts a run or stage job, settled by the worker's reply to its id. */
+  private dispatch<T>(msg: Extract<ToWorker, { id: number }>, transfer: ArrayBuffer[], wire: WireTensor[]): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(msg.id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.ref();
       try {
         this.worker.postMessage(msg, transfer);
@@ -295,41 +332,9 @@ export class OrtRunner {
         try {
           this.worker.postMessage(msg, prepareTransfer(wire));
         } catch (e) {
-          this.settle(id);
-          reject(new CleaveError(ErrorCode.INPUT_INVALID, `feeds could not be sent to the inference worker: ${(e as Error).message}`, { cause: e }));
+          this.settle(msg.id);
+          reject(new CleaveError(ErrorCode.INPUT_INVALID, `tensors could not be sent to the inference worker: ${(e as Error).message}`, { cause: e }));
         }
-      }
-    });
-  }
-
-  /**
-   * One request of a pipeline stage with its I/O on the worker (see StageJob): with a shared-memory
-   * input and output its tensors never enter this thread. Errors as run(), plus FRAME_GONE when the
-   * input frame is no longer in the pool.
-   */
-  runStage(req: StageRunRequest): Promise<StageRunResult> {
-    let job: StageJob;
-    let transfer: ArrayBuffer[] = [];
-    try {
-      this.assertUsable();
-      if ('tensors' in req.input) {
-        const wire = Object.entries(req.input.tensors).map(([name, t]) => ({ name, ...t }));
-        transfer = prepareTransfer(wire);
-        job = { type: 'stage', id: this.nextId++, input: { tensors: wire }, forward: [...req.forward], toShm: req.toShm };
-      } else {
-        job = { type: 'stage', id: this.nextId++, input: { shm: req.input.shm }, forward: [...req.forward], toShm: req.toShm };
-      }
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return new Promise((resolve, reject) => {
-      this.pending.set(job.id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker.ref();
-      try {
-        this.worker.postMessage(job, transfer);
-      } catch (e) {
-        this.settle(job.id);
-        reject(new CleaveError(ErrorCode.INPUT_INVALID, `tensors could not be sent to the inference worker: ${(e as Error).message}`, { cause: e }));
       }
     });
   }
@@ -425,10 +430,6 @@ export class OrtRunner {
       throw new CleaveError(ErrorCode.RUNNER_FAILED, `the runner failed earlier (${this.failureError?.message}); create a new runner`, { cause: this.failureError });
     }
     if (this.currentState !== 'ready') throw new CleaveError(ErrorCode.RUNNER_CLOSED, 'the runner is closed; create a new runner to run this partition again');
-  }
-
-  private checkFeeds(feeds: Record<string, Tensor>): WireTensor[] {
-    return checkFeeds(this.inputMetadata, feeds);
   }
 
   private checkOutputNames(names: string[]): void {

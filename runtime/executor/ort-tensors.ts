@@ -106,9 +106,9 @@ function arrayTag(v: unknown): string | undefined {
 /**
  * Checks feeds against a partition's inputs (INPUT_INVALID: unknown or missing input, dtype ORT cannot
  * take or the model does not declare, rank or fixed dim that differs) and returns them as wire tensors
- * (same data). Tensors named in `extra` may be present without being inputs (passed through).
+ * (same data).
  */
-export function checkFeeds(inputs: readonly OrtValueInfo[], feeds: Record<string, Tensor>, extra: ReadonlySet<string> = new Set()): WireTensor[] {
+export function checkFeeds(inputs: readonly OrtValueInfo[], feeds: Record<string, Tensor>): WireTensor[] {
   if (feeds === null || typeof feeds !== 'object') throw new CleaveError(ErrorCode.INPUT_INVALID, 'feeds must be an object of named tensors');
   const wire: WireTensor[] = [];
   const wanted = new Map(inputs.map((m) => [m.name, m]));
@@ -116,7 +116,6 @@ export function checkFeeds(inputs: readonly OrtValueInfo[], feeds: Record<string
   for (const [name, t] of Object.entries(feeds)) {
     const info = wanted.get(name);
     if (!info) {
-      if (extra.has(name)) continue;
       throw new CleaveError(ErrorCode.INPUT_INVALID, `input '${name}' is not an input of this partition; it takes ${names}`, { details: { tensor: name } });
     }
     checkOrtTensor(name, t);

@@ -6,7 +6,8 @@ import { collectYoung } from '../gc.js';
 import ort from 'onnxruntime-node';
 import { asCleaveError, CleaveError, ErrorCode, type CleaveErrorWire } from '../../protocols/errors.js';
 import { byteLength, type Tensor } from '../../protocols/tensor-codec.js';
-import { ShmPool, Scratch, type ShmRef } from '../shm/pool.js';
+import { ShmPool, decodeShmBytes, type ShmRef } from '../shm/pool.js';
+import { Scratch } from '../shm/buffers.js';
 import { checkFeeds, fromOrtTensor, prepareTransfer, toOrtTensor, valueInfoFromOrt, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
 
 // ---------------------------------------------------------------- wire shapes (runner <-> worker)
@@ -45,7 +46,7 @@ export interface LoadMessage {
 export interface StageJob {
   type: 'stage';
   id: number;
-  input: { tensors: WireTensor[] } | { shm: ShmRef };
+  input: { tensors: WireTensor[] } | { frame: Uint8Array; ref: ShmRef } | { shm: ShmRef };
   forward: string[];
   toShm: boolean;
 }
@@ -159,9 +160,13 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
       // Views into the scratch buffer: valid until the next job, and this job ends with them.
       tensors = pool.readFrame(m.input.shm, scratch).tensors;
       inBytes = m.input.shm.bytes;
+    } else if ('frame' in m.input) {
+      tensors = decodeShmBytes(m.input.ref, m.input.frame).tensors;
+      inBytes = m.input.frame.byteLength;
     } else {
       tensors = Object.fromEntries(m.input.tensors.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: t.data }]));
     }
+    // The message may carry tensors for later stages too: only this partition's inputs are fed.
     const fed = new Set(inputs.map((i) => i.name));
     const wire = checkFeeds(inputs, Object.fromEntries(Object.entries(tensors).filter(([n]) => fed.has(n))));
     const feeds: Record<string, ort.Tensor> = {};

@@ -6,10 +6,10 @@ import { headers as natsHeaders } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode, asCleaveError, isCleaveError } from '../../protocols/errors.js';
 import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
 import { dedupId, workDurable, workSubject, type DeployedStage, type Deployment, type WorkMeta } from '../../protocols/deployment.js';
-import { decodeFrame, encodeFrame } from '../../protocols/tensor-codec.js';
-import { publishFrame, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
+import { decodeFrame } from '../../protocols/tensor-codec.js';
+import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
-import { fetchShmFrame, releaseRemoteShm } from '../shm/remote.js';
+import { fetchShmBytes } from '../shm/remote.js';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
 import type { OrtRunner, StageRunRequest, StageRunResult } from './ort-runner.js';
@@ -164,8 +164,8 @@ export class StageServer {
       meta = candidate;
       ref = shmRefOf(m.headers);
       if (ref && shm && ref.domain === shm.pool.domain) input = { shm: ref };
-      // Another host's frame (a replica that joined after the producer looked): read it over NATS.
-      else if (ref) input = { tensors: (await fetchShmFrame(this.ctx.nc, ref)).tensors };
+      // Another host's frame: its bytes come over NATS here and go to the worker as they are.
+      else if (ref) input = { frame: await fetchShmBytes(this.ctx.nc, ref), ref };
       else input = { tensors: frame.tensors };
     } catch (e) {
       if (this.alreadyDone(m, e)) return;
@@ -212,18 +212,13 @@ export class StageServer {
       hops: [...(meta.hops ?? []), { stage: this.stage.index, executor: this.ctx.id, computeMs, waitMs: Math.max(0, takenAt - waitStart), inBytes, outBytes: r.outBytes }],
     };
     const outRef = 'shm' in r.out ? r.out.shm : undefined;
-    const frame = encodeFrame({ tensors: 'tensors' in r.out ? r.out.tensors : {}, meta: nextMeta as unknown as Record<string, unknown> });
     const subject = last ? meta.reply : workSubject(meta.run, meta.epoch, this.stage.index + 1);
     try {
       const h = natsHeaders();
       injectTrace(h);
-      if (outRef) setShmRef(h, outRef);
-      const ack = await publishFrame(this.ctx.nc, this.ctx.js, subject, frame, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1) });
-      // A redelivered request whose output was stored before: the stored message names the earlier frame.
-      if (ack.duplicate && outRef) shm!.pool.release(outRef);
+      await publishWork(this.ctx.nc, this.ctx.js, subject, nextMeta as unknown as Record<string, unknown>, r.out, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1), ...(shm ? { pool: shm.pool } : {}) });
     } catch (e) {
       // Not stored downstream: hand it back for another try rather than lose it.
-      if (outRef) shm!.pool.release(outRef);
       this.ctx.log.warn('publish downstream failed; request goes back to the queue', { req: meta.req, error: String(e) });
       m.nak(1000);
       this.stats.failed++;
@@ -232,13 +227,13 @@ export class StageServer {
     m.ack();
     // The input's frame goes back to its pool now. Should the ack be lost, the redelivered message finds
     // the frame gone or recycled (FRAME_GONE on a redelivery: its work is done, see deadLetter's caller).
-    if (ref) this.releaseShm(ref);
+    if (ref) releaseShmFrame(this.ctx.nc, shm?.pool, ref);
     this.ctx.log.debug('done', { req: meta.req, stage: this.stage.index, to: subject, computeMs: Math.round(computeMs * 10) / 10 });
     await releaseFrame(this.ctx.nc, m.headers);
     this.stats.served++;
     this.stats.computeMs += computeMs;
     this.stats.inBytes += inBytes;
-    this.stats.outBytes += frame.byteLength + (outRef?.bytes ?? 0);
+    this.stats.outBytes += outRef?.bytes ?? r.outBytes;
   }
 
   /**
@@ -253,13 +248,6 @@ export class StageServer {
     return true;
   }
 
-  /** A consumed shared-memory frame goes back to its host's pool (this one, or the producer's over NATS). */
-  private releaseShm(ref: ShmRef): void {
-    const shm = this.options.shm;
-    if (shm && ref.domain === shm.pool.domain) shm.pool.release(ref);
-    else releaseRemoteShm(this.ctx.nc, ref);
-  }
-
   /** A request this stage cannot serve: the caller gets an error result naming stage and executor,
    *  the message goes to the dead-letter stream with its reason, and it leaves the queue. */
   private async deadLetter(m: JsMsg, meta: WorkMeta | undefined, err: CleaveError, ref?: ShmRef): Promise<void> {
@@ -271,7 +259,7 @@ export class StageServer {
         const result: WorkMeta = { ...meta, stage: this.deployment.stages.length, error };
         const h = natsHeaders();
         h.set(Header.ERROR_CODE, err.code);
-        await publishFrame(this.ctx.nc, this.ctx.js, meta.reply, encodeFrame({ tensors: {}, meta: result as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(meta.req, meta.epoch, this.deployment.stages.length) });
+        await publishWork(this.ctx.nc, this.ctx.js, meta.reply, result as unknown as Record<string, unknown>, { tensors: {} }, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.deployment.stages.length) });
       }
       const h = natsHeaders();
       h.set(Header.PARK_REASON, `stage ${this.stage.index}: ${err.message}`.slice(0, 1024).replace(/[\r\n]+/g, ' '));
@@ -281,7 +269,7 @@ export class StageServer {
       await this.ctx.js.publish(Subject.parked(Role.EXECUTOR), m.data, { headers: h });
       m.term(err.message.slice(0, 200));
       // Nobody will read the frame again; the parked copy keeps the meta and the reason.
-      if (ref) this.releaseShm(ref);
+      if (ref) releaseShmFrame(this.ctx.nc, this.options.shm?.pool, ref);
     } catch (e) {
       this.ctx.log.error('could not dead-letter; leaving it for redelivery', { error: String(e) });
       m.nak(1000);

@@ -7,6 +7,7 @@ import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import type { DType } from '../../protocols/graph.js';
 import { encodeModel, onnx } from '../onnx/proto.js';
+import { STAGE_SESSION_OPTIONS } from '../executor/session-options.js';
 
 export interface Feed {
   dtype: DType;
@@ -168,8 +169,8 @@ export interface StageTimeOptions extends ProbeOptions {
 }
 
 /**
- * Seconds per run of each stage as executors run it: its extracted model, fully optimised by
- * onnxruntime, on `threads` (default 1), memory-pattern planning off. Node times from profileNodes come
+ * Seconds per run of each stage as executors run it: its extracted model with the executors' session
+ * options (STAGE_SESSION_OPTIONS: fully optimised), on `threads` (default 1). Node times from profileNodes come
  * from an unoptimised run (so that node names map back), and optimisation speeds stages up unevenly
  * (fused convolutions in one, resizes in another) and adds layout reorders at cuts: this measures what
  * the plan will really cost. Stage k is fed what stages before it produced from zero-filled inputs.
@@ -179,7 +180,7 @@ export async function measureStageSeconds(stageModels: readonly onnx.IModelProto
   const available: Record<string, Tensor> = await zeroFeeds(feeds);
   const out: number[] = [];
   for (const [k, m] of stageModels.entries()) {
-    const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, graphOptimizationLevel: 'all', enableMemPattern: false }, `timing of stage ${k}`);
+    const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, ...STAGE_SESSION_OPTIONS }, `timing of stage ${k}`);
     try {
       const stageFeeds: Record<string, Tensor> = {};
       for (const name of s.inputNames) {

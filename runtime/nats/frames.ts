@@ -8,11 +8,13 @@ import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats
 import { jetstreamManager, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Stream, Subject } from '../../protocols/subjects.js';
-import type { Tensor } from '../../protocols/tensor-codec.js';
-import { formatShmRef, parseShmRef, type ShmPool, type ShmRef } from '../shm/pool.js';
-import { fetchShmFrame } from '../shm/remote.js';
+import { encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { decodeShmBytes, formatShmRef, parseShmRef, type ShmPool, type ShmRef } from '../shm/pool.js';
+import { fetchShmBytes, releaseRemoteShm } from '../shm/remote.js';
+import { uninitializedBytes } from '../shm/buffers.js';
+import { windowed } from '../windowed.js';
 
-/** Header naming the chunked blob that holds the frame: `<id>;<chunks>;<bytes>`. */
+/** Header naming the chunked blob that holds the frame: `<id>;<chunks>;<bytes>;<chunk bytes>`. */
 export const BLOB_HEADER = 'Cleave-Blob';
 /** Room left for headers under max_payload. */
 const HEADROOM = 64 * 1024;
@@ -33,17 +35,19 @@ interface BlobRef {
   id: string;
   chunks: number;
   bytes: number;
+  /** Bytes of every chunk but the last. */
+  chunkBytes: number;
 }
 
 function blobRefOf(headers: MsgHdrs | undefined): BlobRef | undefined {
   const v = headers?.get(BLOB_HEADER);
   if (!v) return undefined;
-  const [id, chunks, bytes] = v.split(';');
-  const c = Number(chunks), b = Number(bytes);
-  if (!id || !/^[A-Za-z0-9_:-]{1,200}$/.test(id) || !Number.isSafeInteger(c) || c < 1 || !Number.isSafeInteger(b) || b < 1) {
+  const [id, chunks, bytes, chunkBytes, ...rest] = v.split(';');
+  const c = Number(chunks), b = Number(bytes), cb = Number(chunkBytes);
+  if (rest.length || !id || !/^[A-Za-z0-9_:-]{1,200}$/.test(id) || ![c, b, cb].every((x) => Number.isSafeInteger(x) && x >= 1) || c !== Math.ceil(b / cb)) {
     throw new CleaveError(ErrorCode.BAD_MESSAGE, `blob reference '${v.slice(0, 200)}' is malformed; the sender runs a different Cleave version`);
   }
-  return { id, chunks: c, bytes: b };
+  return { id, chunks: c, bytes: b, chunkBytes: cb };
 }
 
 const managers = new WeakMap<NatsConnection, Promise<JetStreamManager>>();
@@ -66,13 +70,8 @@ export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subj
     // The dedup id names the blob too: a retried publish rewrites the same chunks (and JetStream drops them).
     const id = (options.msgID ?? randomUUID()).replace(/[^A-Za-z0-9_:-]/g, '_');
     const chunks = Math.ceil(frame.byteLength / chunk);
-    const inFlight: Promise<PubAck>[] = [];
-    for (let i = 0; i < chunks; i++) {
-      inFlight.push(js.publish(Subject.blob(id, i), frame.subarray(i * chunk, Math.min(frame.byteLength, (i + 1) * chunk)), { msgID: `${id}.${i}` }));
-      if (inFlight.length >= WINDOW) await inFlight.shift();
-    }
-    await Promise.all(inFlight);
-    h.set(BLOB_HEADER, `${id};${chunks};${frame.byteLength}`);
+    await windowed(chunks, WINDOW, (i) => js.publish(Subject.blob(id, i), frame.subarray(i * chunk, Math.min(frame.byteLength, (i + 1) * chunk)), { msgID: `${id}.${i}` }));
+    h.set(BLOB_HEADER, `${id};${chunks};${frame.byteLength};${chunk}`);
     data = new Uint8Array(0);
   }
   return js.publish(subject, data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
@@ -83,27 +82,14 @@ export async function receiveFrame(nc: NatsConnection, data: Uint8Array, headers
   const ref = blobRefOf(headers);
   if (!ref) return data;
   const jsm = await manager(nc);
-  const out = new Uint8Array(ref.bytes);
-  let offset = 0;
-  const fetchChunk = async (i: number): Promise<Uint8Array> => {
+  const out = uninitializedBytes(ref.bytes);
+  await windowed(ref.chunks, WINDOW, async (i) => {
     const m = await jsm.direct.getMessage(Stream.BLOBS, { last_by_subj: Subject.blob(ref.id, i) }).catch(() => null);
     if (!m) throw new CleaveError(ErrorCode.FRAME_GONE, `chunk ${i} of the frame's blob '${ref.id}' is gone from ${Stream.BLOBS} (expired or already consumed); resend the request`, { details: { blob: ref.id } });
-    return m.data;
-  };
-  const pending: Promise<Uint8Array>[] = [];
-  for (let i = 0; i < Math.min(WINDOW, ref.chunks); i++) pending.push(fetchChunk(i));
-  try {
-    for (let i = 0; i < ref.chunks; i++) {
-      const part = await pending.shift()!;
-      if (i + WINDOW < ref.chunks) pending.push(fetchChunk(i + WINDOW));
-      if (offset + part.byteLength > ref.bytes) throw new CleaveError(ErrorCode.CODEC_CORRUPT, `the blob '${ref.id}' holds more bytes than its reference says`);
-      out.set(part, offset);
-      offset += part.byteLength;
-    }
-  } finally {
-    for (const p of pending) p.catch(() => {}); // gets already under way when one failed
-  }
-  if (offset !== ref.bytes) throw new CleaveError(ErrorCode.FRAME_GONE, `the blob '${ref.id}' is incomplete (${offset} of ${ref.bytes} bytes); resend the request`);
+    const offset = i * ref.chunkBytes;
+    if (m.data.byteLength !== Math.min(ref.chunkBytes, ref.bytes - offset)) throw new CleaveError(ErrorCode.CODEC_CORRUPT, `chunk ${i} of the blob '${ref.id}' has ${m.data.byteLength} bytes, not what its reference says`);
+    out.set(m.data, offset);
+  });
   return out;
 }
 
@@ -116,7 +102,7 @@ export async function releaseFrame(nc: NatsConnection, headers: MsgHdrs | undefi
 }
 
 /** Marks a message whose tensors are in the shared-memory frame `ref` (its body carries the meta). */
-export function setShmRef(h: MsgHdrs, ref: ShmRef): void {
+function setShmRef(h: MsgHdrs, ref: ShmRef): void {
   h.set(Header.SHM, formatShmRef(ref));
 }
 
@@ -132,5 +118,40 @@ export function shmRefOf(headers: MsgHdrs | undefined): ShmRef | undefined {
  */
 export async function readShmTensors(nc: NatsConnection, pool: ShmPool | undefined, ref: ShmRef, allocate?: (n: number) => Uint8Array): Promise<Record<string, Tensor>> {
   if (pool && pool.domain === ref.domain) return pool.readFrame(ref, allocate).tensors;
-  return (await fetchShmFrame(nc, ref, undefined, allocate)).tensors;
+  return decodeShmBytes(ref, await fetchShmBytes(nc, ref, undefined, allocate)).tensors;
+}
+
+/** A consumed shared-memory frame goes back to its host's pool: this one, or the producer's over NATS. */
+export function releaseShmFrame(nc: NatsConnection, pool: ShmPool | undefined, ref: ShmRef): void {
+  if (pool && pool.domain === ref.domain) pool.release(ref);
+  else releaseRemoteShm(nc, ref);
+}
+
+export interface PublishWorkOptions {
+  headers?: MsgHdrs;
+  msgID?: string;
+  /** The pool `tensors.shm` was written to, to release it if the publish fails or was a duplicate. */
+  pool?: ShmPool;
+}
+
+/**
+ * Publishes a work message or result: `meta` in the body, the tensors inline (or by reference in
+ * CLEAVE_BLOBS) or, when they were written to shared memory, only their reference. A shared-memory
+ * frame nobody will read (the publish failed, or JetStream dropped it as a duplicate whose stored
+ * message names an earlier frame) goes back to its pool.
+ */
+export async function publishWork(nc: NatsConnection, js: JetStreamClient, subject: string, meta: Record<string, unknown>, tensors: { tensors: Record<string, Tensor> } | { shm: ShmRef }, options: PublishWorkOptions = {}): Promise<PubAck> {
+  const h = options.headers ?? natsHeaders();
+  const ref = 'shm' in tensors ? tensors.shm : undefined;
+  if (ref) setShmRef(h, ref);
+  const body = encodeFrame({ tensors: ref ? {} : (tensors as { tensors: Record<string, Tensor> }).tensors, meta });
+  let ack: PubAck;
+  try {
+    ack = await publishFrame(nc, js, subject, body, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
+  } catch (e) {
+    if (ref) options.pool?.release(ref);
+    throw e;
+  }
+  if (ack.duplicate && ref) options.pool?.release(ref);
+  return ack;
 }

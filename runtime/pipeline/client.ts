@@ -6,11 +6,11 @@ import { headers as natsHeaders, type NatsConnection, type Subscription } from '
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { checkInputs, dedupId, resultSubject, workSubject, type Deployment, type Hop, type WorkMeta } from '../../protocols/deployment.js';
-import { decodeFrame, encodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
-import { publishFrame, readShmTensors, receiveFrame, releaseFrame, setShmRef, shmRefOf } from '../nats/frames.js';
-import { ShmPool, type ShmRef } from '../shm/pool.js';
+import { decodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { publishWork, readShmTensors, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
+import { ShmPool } from '../shm/pool.js';
 import { BufferPool } from '../shm/buffers.js';
-import { releaseRemoteShm, serveShmReads } from '../shm/remote.js';
+import { serveShmReads } from '../shm/remote.js';
 import { injectTrace, producerSpan } from '../tracing.js';
 import { loadDeployment } from './store.js';
 
@@ -118,7 +118,7 @@ export class InferenceClient {
     await releaseFrame(this.nc, headers);
     const ref = shmRefOf(headers);
     if (!p || this.answered.has(meta.req)) {
-      if (ref) this.releaseShm(ref);
+      if (ref) releaseShmFrame(this.nc, this.shm?.pool, ref);
       return;
     }
     // Taken now, before any await: a duplicate arriving meanwhile is dropped above.
@@ -132,7 +132,7 @@ export class InferenceClient {
       } catch (e) {
         lost = e instanceof CleaveError ? e : new CleaveError(ErrorCode.FRAME_GONE, String(e));
       } finally {
-        this.releaseShm(ref);
+        releaseShmFrame(this.nc, this.shm?.pool, ref);
       }
     }
     if (lost && RETRIABLE.has(lost.code) && p.attempts < MAX_ATTEMPTS) {
@@ -163,11 +163,6 @@ export class InferenceClient {
       this.resultMemory.give(first.data as ArrayBufferView);
     };
     p.resolve({ req: meta.req, seq: p.seq, outputs: frame.tensors, hops: meta.hops, latencyMs: Date.now() - p.sentAt, release });
-  }
-
-  private releaseShm(ref: ShmRef): void {
-    if (this.shm && this.shm.pool.domain === ref.domain) this.shm.pool.release(ref);
-    else releaseRemoteShm(this.nc, ref);
   }
 
   private remember(req: string): void {
@@ -254,19 +249,9 @@ export class InferenceClient {
       const h = natsHeaders();
       injectTrace(h);
       const pool = this.shm?.pool;
-      let ref: ShmRef | undefined;
-      if (pool && pool.hasRoom()) {
-        ref = pool.writeFrame(p.inputs);
-        setShmRef(h, ref);
-      }
-      try {
-        const ack = await publishFrame(this.nc, this.js, subject, encodeFrame({ tensors: ref ? {} : p.inputs, meta: meta as unknown as Record<string, unknown> }), { headers: h, msgID: dedupId(reqId, d.epoch, 0) });
-        if (ack.duplicate && ref) pool!.release(ref);
-      } catch (e) {
-        if (ref) pool!.release(ref);
-        throw e;
-      }
-      if (ref) this.sent.sharedMemory++;
+      const tensors = pool && pool.hasRoom() ? { shm: pool.writeFrame(p.inputs) } : { tensors: p.inputs };
+      await publishWork(this.nc, this.js, subject, meta as unknown as Record<string, unknown>, tensors, { headers: h, msgID: dedupId(reqId, d.epoch, 0), ...(pool ? { pool } : {}) });
+      if ('shm' in tensors) this.sent.sharedMemory++;
       else this.sent.inline++;
     });
   }

@@ -10,9 +10,6 @@ export class Scratch {
     if (this.buf.length < n) this.buf = new Uint8Array(Math.max(n, Math.ceil(this.buf.length * 1.25)));
     return this.buf.subarray(0, n);
   }
-  get capacity(): number {
-    return this.buf.length;
-  }
 }
 
 /**
@@ -37,7 +34,7 @@ export class BufferPool {
       this.held -= b.byteLength;
       return new Uint8Array(b, 0, n);
     }
-    return new Uint8Array(new ArrayBuffer(n));
+    return uninitializedBytes(n);
   }
 
   /** Returns a buffer from `take` (any view into it will do); using it afterwards is the caller's bug. */

@@ -22,8 +22,6 @@ import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { decodeFrame, encodeFrameParts, type DecodedFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { Scratch, uninitializedBytes } from './buffers.js';
 
-export { Scratch } from './buffers.js';
-
 /** Names one frame in one pool: which pool (domain), which file, how many bytes, and the writer's id. */
 export interface ShmRef {
   domain: string;
@@ -108,12 +106,11 @@ export class ShmPool {
     }
   }
 
-  /** Room to write `bytes` more (0: any frame) without starving the host's memory; otherwise callers
-   *  send inline through JetStream. */
-  hasRoom(bytes = 0): boolean {
+  /** Room for more frames without starving the host's memory; otherwise callers send them inline. */
+  hasRoom(): boolean {
     try {
       const s = statfsSync(this.dir);
-      return s.bavail * s.bsize - bytes >= this.minFree;
+      return s.bavail * s.bsize >= this.minFree;
     } catch {
       return false;
     }
@@ -135,8 +132,9 @@ export class ShmPool {
 
   /**
    * The frame a reference names. Tensors are views into `into` when given: a Scratch (valid until its
-   * next use) or an allocator (e.g. BufferPool.take); else into memory of their own. FRAME_GONE when the file was already released (a redelivery of
-   * work that was done), BAD_ARGUMENT for another pool's reference.
+   * next use) or an allocator (e.g. BufferPool.take); else into memory of their own. FRAME_GONE when
+   * the file was already released (a redelivery of work that was done), BAD_ARGUMENT for another
+   * pool's reference.
    */
   readFrame(ref: ShmRef, into?: Scratch | ((n: number) => Uint8Array)): DecodedFrame {
     if (ref.domain !== this.domain) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `frame ${ref.name} lives in shared memory of domain ${ref.domain}, not this host's (${this.domain}); fetch it with fetchShmFrame`);
@@ -149,7 +147,6 @@ export class ShmPool {
     }
     let bytes: Uint8Array;
     try {
-      // allocUnsafe: every byte is read into it, and malloc'd memory is often warm where calloc's is not.
       bytes = into instanceof Scratch ? into.get(ref.bytes) : into ? into(ref.bytes) : uninitializedBytes(ref.bytes);
       let off = 0;
       while (off < ref.bytes) {
@@ -161,7 +158,7 @@ export class ShmPool {
       closeSync(fd);
     }
     this.stats.read++;
-    return checkFrame(ref, bytes);
+    return decodeShmBytes(ref, bytes);
   }
 
   /** Raw bytes of a live file (the remote read service). */
@@ -231,11 +228,6 @@ export class ShmPool {
     return removed;
   }
 
-  /** Deletes the free list (tests, `cleave down`). */
-  drainFree(): void {
-    for (const f of safeReaddir(this.free)) rmSync(join(this.free, f), { force: true });
-  }
-
   private freeBytes(): number {
     let total = 0;
     for (const f of safeReaddir(this.free)) total += Number(f.split('.')[0]) || 0;
@@ -293,7 +285,8 @@ export class ShmPool {
   }
 }
 
-function checkFrame(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
+/** The bytes of the frame `ref` names (read here or fetched from its host), checked against the reference. */
+export function decodeShmBytes(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
   let frame: DecodedFrame;
   try {
     frame = decodeFrame(bytes);
@@ -302,11 +295,6 @@ function checkFrame(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
   }
   if (frame.meta.shm !== ref.id) throw gone(ref);
   return frame;
-}
-
-/** The frame bytes a remote reader assembled, checked against the reference like a local read. */
-export function decodeShmBytes(ref: ShmRef, bytes: Uint8Array): DecodedFrame {
-  return checkFrame(ref, bytes);
 }
 
 function gone(ref: ShmRef, cause?: unknown): CleaveError {

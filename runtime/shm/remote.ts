@@ -8,6 +8,7 @@ import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
 import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
 import { uninitializedBytes } from './buffers.js';
+import { windowed } from '../windowed.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
 /** Bytes per read reply: well under max_payload, large enough to run near NATS speed. */
@@ -47,13 +48,14 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
 }
 
 /**
- * The frame `ref` names, read over NATS from its host's service. FRAME_GONE when that host no longer
- * has it, NATS_UNAVAILABLE when no process of that host answers.
+ * The bytes of the frame `ref` names, read over NATS from its host's service (decode them with
+ * decodeShmBytes, which checks them against the reference). FRAME_GONE when that host no longer has
+ * it, NATS_UNAVAILABLE when no process of that host answers.
  */
-export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<DecodedFrame> {
+export async function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
   const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
-  const ranges = Math.ceil(ref.bytes / RANGE_BYTES);
-  const get = async (i: number): Promise<void> => {
+  // A few ranges in flight: one at a time leaves the link idle for a round trip per range.
+  await windowed(Math.ceil(ref.bytes / RANGE_BYTES), WINDOW, async (i) => {
     const offset = i * RANGE_BYTES;
     const length = Math.min(RANGE_BYTES, ref.bytes - offset);
     let reply;
@@ -70,19 +72,13 @@ export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs =
       throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} is shorter than its reference says; it was recycled`, { details: { domain: ref.domain, name: ref.name } });
     }
     out.set(reply.data, offset);
-  };
-  // A few ranges in flight: one at a time leaves the link idle for a round trip per range.
-  const inFlight: Promise<void>[] = [];
-  try {
-    for (let i = 0; i < ranges; i++) {
-      inFlight.push(get(i));
-      if (inFlight.length >= WINDOW) await inFlight.shift();
-    }
-    await Promise.all(inFlight);
-  } finally {
-    for (const p of inFlight) p.catch(() => {});
-  }
-  return decodeShmBytes(ref, out);
+  });
+  return out;
+}
+
+/** The frame `ref` names, fetched from its host and decoded (see fetchShmBytes). */
+export async function fetchShmFrame(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<DecodedFrame> {
+  return decodeShmBytes(ref, await fetchShmBytes(nc, ref, timeoutMs, allocate));
 }
 
 /** Tells the frame's host that a consumer elsewhere is done with it (best effort: the host sweeps). */
