@@ -10,6 +10,7 @@ import { RUN_ID_PATTERN, workDurable, type Deployment } from '../protocols/deplo
 import type { PartitionGraph } from '../protocols/graph.js';
 import type { ExecutorProfile, LinkTable, Plan, Objective } from '../protocols/plan.js';
 import { agrees, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
+import { coreShare } from '../runtime/planner/hosts.js';
 import { buildDeployment, linksFromRoster, profilesFromRoster, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
 import { saveDeployment } from '../runtime/pipeline/store.js';
 import { ensureStageConsumer } from '../runtime/executor/stage-server.js';
@@ -114,7 +115,6 @@ const actor: ActorFactory = (ctx) => {
     let plan = await requestPlan(graph);
     const measuringSpeed = graph.profile?.flopsPerSec;
     if (!measuringSpeed || plan.stages.length < 2) return plan;
-    const speeds = new Map(profiles.map((p) => [p.id, p.flopsPerSec]));
     // Profiled, so every input shape is known: the stages are timed on inputs of those shapes.
     const feeds = Object.fromEntries(graph.inputs.map((i) => [i.name, { dtype: i.dtype, shape: i.shape }]));
     let best: { plan: Plan; bottleneck: number } | undefined;
@@ -127,6 +127,10 @@ const actor: ActorFactory = (ctx) => {
         ctx.log.warn('could not time the planned stages; keeping the plan from profiled node times', { error: String(e) });
         return best?.plan ?? plan;
       }
+      // Stages are timed alone; executors of one host share its cores while the plan runs.
+      const busy = new Set(plan.stages.flatMap((s) => [s.executor, ...(s.replicaExecutors ?? [])]));
+      const share = coreShare(profiles, busy);
+      const speeds = new Map(profiles.map((p) => [p.id, p.flopsPerSec * share.get(p.id)!]));
       const bottleneck = measuredBottleneck(plan, timed.seconds, measuringSpeed, speeds);
       if (!best || bottleneck < best.bottleneck) best = { plan, bottleneck };
       const { graph: corrected, factors } = rescaleToStageTimes(graph, nodes, timed.seconds);

@@ -60,7 +60,7 @@ const actor: ActorFactory = async (ctx) => {
         await runner?.close();
         const thread = await spare;
         spare = undefined;
-        runner = await OrtRunner.create(bytes, RUNNER_OPTIONS(threads, pool?.dir), thread);
+        runner = await OrtRunner.create(bytes, { ...RUNNER_OPTIONS(threads, pool?.dir), giveModel: true }, thread);
       }),
     },
   });
@@ -115,7 +115,7 @@ const actor: ActorFactory = async (ctx) => {
         const artifact = deployment!.stages[stage]!.artifact;
         server = new StageServer(ctx, deployment!, stage, runner!, {
           reload: async () => {
-            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), RUNNER_OPTIONS(threads, pool?.dir));
+            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), { ...RUNNER_OPTIONS(threads, pool?.dir), giveModel: true });
             return runner;
           },
           onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),

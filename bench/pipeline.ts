@@ -206,12 +206,16 @@ export async function rawCoreMBps(url: string, mb: number): Promise<number> {
 }
 
 /**
- * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pull with next(),
- * receive, decode, ack. With `pool` the tensors go into the producer's shared-memory pool and only a
+/** Pulls a consumer keeps going at once, as many as a stage server's slots. */
+const HOP_SLOTS = 2;
+
+/**
+ * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pull with next()
+ * on two slots, receive, decode, ack. With `pool` the tensors go into the producer's shared-memory pool and only a
  * reference is published; the consumer reads the file (same host) or, with `remote`, fetches it from
  * the producer's read service over core NATS (another host), into a reused buffer.
  */
-export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, remote = false): Promise<number> {
+export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, remote = false, slots = HOP_SLOTS): Promise<number> {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const name = `BENCH_HOP_${mb}`;
@@ -225,12 +229,18 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
     const data = new Float32Array(floats).fill(0.5);
     const count = Math.max(8, Math.ceil(256 / mb));
     let received = 0;
-    const scratch = new Scratch();
+    let pulled = 0;
     const t0 = performance.now();
-    const consuming = (async () => {
-      while (received < count) {
+    // Two pulls at a time, as a stage server's two slots do (one message in the model, one arriving).
+    const consuming = Promise.all(Array.from({ length: slots }, async () => {
+      const scratch = new Scratch();
+      while (pulled < count) {
+        pulled++;
         const m = await consumer.next({ expires: 5000 });
-        if (!m) continue;
+        if (!m) {
+          pulled--;
+          continue;
+        }
         const bytes = await receiveFrame(consumerConn, m.data, m.headers);
         decodeFrame(bytes);
         const ref = shmRefOf(m.headers);
@@ -242,7 +252,7 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
         else await releaseFrame(consumerConn, m.headers);
         received++;
       }
-    })();
+    }));
     await windowed(count, 2, (i) => {
       const t = { t: tensor('float32', [floats], data) };
       return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});

@@ -19,6 +19,12 @@ export interface ExecutorProfile {
   memoryBytes: number;
   /** `["region=eu", "gpu"]` or `{ region: "eu" }` (a record becomes `key=value` strings). */
   labels?: string[] | Record<string, string>;
+  /** The machine it runs on: executors of one host share its `cores` (runtime/planner/hosts.ts). */
+  host?: string;
+  /** Cores of that host. */
+  cores?: number;
+  /** Threads each of its runs uses (intra-op); default 1. */
+  threads?: number;
 }
 
 /** A directed link; the reverse direction uses it too unless given separately. */

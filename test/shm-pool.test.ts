@@ -80,7 +80,7 @@ test('shm pool - references are checked: malformed ones are BAD_MESSAGE, and no 
   for (const bad of ['', 'a;b', `${ref.domain};../../etc/passwd;10;x`, `${ref.domain};${ref.name};-1;${ref.id}`, `dom.ain;${ref.name};10;${ref.id}`, `${formatShmRef(ref)};extra`]) {
     assert.throws(() => parseShmRef(bad), isCode(ErrorCode.BAD_MESSAGE), bad);
   }
-  assert.throws(() => pool.readRange('../domain', 0, 10), isCode(ErrorCode.BAD_ARGUMENT));
+  assert.throws(() => pool.readPieces('../domain', 0, 10, 4, () => {}), isCode(ErrorCode.BAD_ARGUMENT));
   assert.throws(() => pool.readFrame({ ...ref, name: '..' }), isCode(ErrorCode.FRAME_GONE));
   assert.throws(() => pool.readFrame({ ...ref, domain: 'elsewhere' }), isCode(ErrorCode.BAD_ARGUMENT));
   pool.release({ ...ref, name: '../domain' }); // ignored

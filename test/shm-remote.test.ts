@@ -43,3 +43,27 @@ test('shm remote - a frame of a host nobody answers for is NATS_UNAVAILABLE, nam
   const ref = hostB.writeFrame({ t: tensor('float32', [4], new Float32Array(4)) });
   await assert.rejects(fetchShmFrame(consumerConn, ref, 2000), (e: unknown) => isCode(ErrorCode.NATS_UNAVAILABLE)(e) && (e as Error).message.includes(hostB.domain));
 });
+
+test('shm remote - a frame whose file was recycled for another frame is FRAME_GONE, never the other frame', async () => {
+  const first = hostA.writeFrame({ t: tensor('float32', [2 * 1024 * 1024], new Float32Array(2 * 1024 * 1024).fill(1)) });
+  hostA.release(first);
+  const reused = hostA.stats.reused;
+  // The next frame claims the released file (same capacity class) under a new name and id.
+  const second = hostA.writeFrame({ t: tensor('float32', [2 * 1024 * 1024 - 9], new Float32Array(2 * 1024 * 1024 - 9).fill(2)) });
+  assert.equal(hostA.stats.reused, reused + 1);
+  await assert.rejects(fetchShmFrame(consumerConn, first), isCode(ErrorCode.FRAME_GONE));
+  const got = (await fetchShmFrame(consumerConn, second)).tensors.t!.data as Float32Array;
+  assert.equal(got.length, 2 * 1024 * 1024 - 9);
+  assert.ok(got.every((x) => x === 2));
+  hostA.release(second);
+});
+
+test('shm remote - a malformed read is answered with BAD_MESSAGE, and the service keeps serving', async () => {
+  const reply = await consumerConn.request(`cleave.shm.${hostA.domain}.read`, 'not json', { timeout: 2000 });
+  assert.equal(reply.headers?.get('Cleave-Error-Code'), ErrorCode.BAD_MESSAGE);
+  const bad = await consumerConn.request(`cleave.shm.${hostA.domain}.read`, JSON.stringify({ name: 'x', offset: -1, length: 4 }), { timeout: 2000 });
+  assert.equal(bad.headers?.get('Cleave-Error-Code'), ErrorCode.BAD_MESSAGE);
+  const ref = hostA.writeFrame({ t: tensor('float32', [4], new Float32Array([1, 2, 3, 4])) });
+  assert.deepEqual(Array.from((await fetchShmFrame(consumerConn, ref)).tensors.t!.data as Float32Array), [1, 2, 3, 4]);
+  hostA.release(ref);
+});

@@ -11,9 +11,9 @@ import { injectTrace, producerSpan } from '../tracing.js';
 /** Sends a control request to one actor (`id`) or any actor of a role; typed errors come back as CleaveError. */
 export async function controlRequest<T = unknown>(nc: NatsConnection, role: Role, id: string | undefined, req: ControlRequest, timeoutMs = 5000): Promise<T> {
   const subject = id ? Subject.control(role, id) : Subject.controlAny(role);
-  return producerSpan(subject, async () => {
+  return producerSpan(subject, async (span) => {
     const h = natsHeaders();
-    injectTrace(h);
+    injectTrace(h, span);
     let reply;
     try {
       reply = await nc.request(subject, encodeFrame({ tensors: {}, meta: req }), { timeout: timeoutMs, headers: h });
@@ -45,9 +45,9 @@ export async function controlRequest<T = unknown>(nc: NatsConnection, role: Role
 /** Puts durable work in a role's inbox. */
 export async function sendToInbox(js: JetStreamClient, role: Role, type: string, meta: Record<string, unknown>, tensors: Record<string, Tensor> = {}, msgID?: string): Promise<void> {
   const subject = Subject.inbox(role, type);
-  await producerSpan(subject, async () => {
+  await producerSpan(subject, async (span) => {
     const h = natsHeaders();
-    injectTrace(h);
+    injectTrace(h, span);
     await js.publish(subject, encodeFrame({ tensors, meta }), { headers: h, ...(msgID ? { msgID } : {}) });
   });
 }

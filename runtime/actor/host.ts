@@ -141,9 +141,9 @@ export class ActorHost implements ActorContext {
 
   async publishEvent(kind: string, fields: Record<string, unknown> = {}): Promise<void> {
     const subject = Subject.event(this.role, kind);
-    await producerSpan(subject, async () => {
+    await producerSpan(subject, async (span) => {
       const h = natsHeaders();
-      injectTrace(h);
+      injectTrace(h, span);
       await this.js.publish(subject, encodeFrame({ tensors: {}, meta: { type: kind, role: this.role, actor: this.id, at: Date.now(), ...fields } }), { headers: h });
     });
   }

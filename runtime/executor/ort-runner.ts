@@ -70,6 +70,11 @@ export interface OrtRunnerOptions {
   shmDir?: string;
   /** Called once when the worker dies or fails (state becomes 'failed'); pending runs are rejected too. */
   onError?: (error: CleaveError) => void;
+  /**
+   * The runner takes the model bytes: they move to the worker instead of being copied (the caller's
+   * view is detached), so a partition is not held twice. Only when the bytes span their whole buffer.
+   */
+  giveModel?: boolean;
 }
 
 /** 'ready' takes runs; 'closing' drains the runs already taken; 'failed' and 'closed' are final. */
@@ -172,7 +177,7 @@ export class OrtRunner {
 
   /**
    * Load `modelBytes` into a session on a new worker thread. The bytes are copied once to the worker
-   * (the caller keeps them). Rejects with MODEL_INVALID when onnxruntime refuses the model, or
+   * (the caller keeps them), or moved there with `giveModel`; the worker drops them once loaded. Rejects with MODEL_INVALID when onnxruntime refuses the model, or
    * RUNNER_FAILED when the worker cannot start.
    */
   static async create(modelBytes: Uint8Array, opts: OrtRunnerOptions = {}, spare?: SpareThread): Promise<OrtRunner> {
@@ -190,14 +195,16 @@ export class OrtRunner {
     };
     let worker: Worker;
     let abandon: Int32Array;
+    const buffer = modelBytes.buffer;
+    const transferList = opts.giveModel && buffer instanceof ArrayBuffer && modelBytes.byteOffset === 0 && modelBytes.byteLength === buffer.byteLength ? [buffer] : [];
     const taken = spare?.take();
     if (taken) {
       ({ worker, abandon } = taken);
-      worker.postMessage({ type: 'load', model: modelBytes, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) } satisfies LoadMessage);
+      worker.postMessage({ type: 'load', model: modelBytes, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) } satisfies LoadMessage, transferList);
     } else {
       abandon = new Int32Array(new SharedArrayBuffer(4));
       const data: SessionWorkerData = { cleaveSessionWorker: true, model: modelBytes, abandon, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) };
-      worker = new Worker(workerEntryUrl(), { workerData: data, execArgv: workerExecArgv(process.execArgv) });
+      worker = new Worker(workerEntryUrl(), { workerData: data, transferList, execArgv: workerExecArgv(process.execArgv) });
     }
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
       const cleanup = (): void => { worker.off('message', onMessage); worker.off('error', onCrash); worker.off('exit', onExit); };

@@ -93,6 +93,10 @@ async function serve(): Promise<void> {
   } catch (e) {
     post({ type: 'loadFailed', error: loadError(e).toWire() });
     return;
+  } finally {
+    // onnxruntime holds its own copy of what it needs: the serialized partition is garbage now.
+    model = undefined;
+    delete data.model;
   }
   // Runs go one at a time in arrival order: ORT's run() is a blocking call scheduled by setImmediate,
   // and the chain keeps the order explicit rather than relying on that. An unexpected failure crashes

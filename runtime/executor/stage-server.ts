@@ -10,6 +10,7 @@ import { decodeFrame } from '../../protocols/tensor-codec.js';
 import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
 import { fetchShmBytes } from '../shm/remote.js';
+import type { Span } from '@opentelemetry/api';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
 import type { OrtRunner, StageRunRequest, StageRunResult } from './ort-runner.js';
@@ -137,7 +138,7 @@ export class StageServer {
     try {
       await consumerSpan(m.subject, m.headers, async (span) => {
         span.setAttribute('cleave.stage', this.stage.index);
-        await this.process(m);
+        await this.process(m, span);
       }).catch((e) => {
         // process() settles every message itself; reaching here is a bug: say so, and let it redeliver.
         this.ctx.log.error('unexpected failure handling a request; it will be redelivered', { error: String(e), stack: (e as Error).stack });
@@ -148,7 +149,7 @@ export class StageServer {
     }
   }
 
-  private async process(m: JsMsg): Promise<void> {
+  private async process(m: JsMsg, span: Span): Promise<void> {
     const waitStart = Number(m.info.timestampNanos) / 1e6;
     const shm = this.options.shm;
     let meta: WorkMeta | undefined;
@@ -215,7 +216,7 @@ export class StageServer {
     const subject = last ? meta.reply : workSubject(meta.run, meta.epoch, this.stage.index + 1);
     try {
       const h = natsHeaders();
-      injectTrace(h);
+      injectTrace(h, span);
       await publishWork(this.ctx.nc, this.ctx.js, subject, nextMeta as unknown as Record<string, unknown>, r.out, { headers: h, msgID: dedupId(meta.req, meta.epoch, this.stage.index + 1), ...(shm ? { pool: shm.pool } : {}) });
     } catch (e) {
       // Not stored downstream: hand it back for another try rather than lose it.

@@ -245,9 +245,9 @@ export class InferenceClient {
     const d = this.deployment;
     const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq: p.seq, sentAt: p.sentAt, hops: [] };
     const subject = workSubject(d.run, d.epoch, 0);
-    await producerSpan(subject, async () => {
+    await producerSpan(subject, async (span) => {
       const h = natsHeaders();
-      injectTrace(h);
+      injectTrace(h, span);
       const pool = this.shm?.pool;
       const tensors = pool && pool.hasRoom() ? { shm: pool.writeFrame(p.inputs) } : { tensors: p.inputs };
       await publishWork(this.nc, this.js, subject, meta as unknown as Record<string, unknown>, tensors, { headers: h, msgID: dedupId(reqId, d.epoch, 0), ...(pool ? { pool } : {}) });

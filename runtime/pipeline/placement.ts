@@ -9,12 +9,14 @@ export const DEFAULT_FLOPS_PER_SEC = 1e9;
 
 export function profilesFromRoster(executors: ActorRecord[]): ExecutorProfile[] {
   return executors.map((e) => {
-    const c = e.capabilities as { flopsPerSec?: number; freeMemoryBytes?: number; memoryBytes?: number; labels?: string[] };
+    const c = e.capabilities as { flopsPerSec?: number; freeMemoryBytes?: number; memoryBytes?: number; labels?: string[]; cores?: number; threads?: number };
     return {
       id: e.id,
       flopsPerSec: c.flopsPerSec && c.flopsPerSec > 0 ? c.flopsPerSec : DEFAULT_FLOPS_PER_SEC,
       memoryBytes: c.freeMemoryBytes ?? c.memoryBytes ?? 1024 ** 3,
       ...(c.labels ? { labels: c.labels } : {}),
+      // Executors of one host share its cores: the planner prices that (runtime/planner/hosts.ts).
+      ...(e.host && typeof c.cores === 'number' && c.cores > 0 ? { host: e.host, cores: c.cores, threads: typeof c.threads === 'number' && c.threads > 0 ? c.threads : 1 } : {}),
     };
   });
 }

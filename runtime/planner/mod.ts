@@ -22,6 +22,7 @@ export {
 export { search } from './search.js';
 export { agrees, measuredBottleneck, rescaleToStageTimes, REFINE_TOLERANCE } from './refine.js';
 export { bruteForce } from './bruteforce.js';
+export { coreShare, offerExecutors, oversubscribedHosts, usageCombinations } from './hosts.js';
 
 export type { PlanRequest, PlanningProblem } from './planner.js';
 export type { PlanValidation } from './validate.js';

@@ -1,6 +1,6 @@
 // Plan requests end to end: normalise inputs, search, add spare executors as replicas, price the
 // result with the one cost model, explain it, and diagnose infeasible requests into typed errors.
-import { CleaveError, ErrorCode } from '../../protocols/errors.js';
+import { CleaveError, ErrorCode, isCleaveError } from '../../protocols/errors.js';
 import type { PartitionGraph } from '../../protocols/graph.js';
 import type { Constraints, ExecutorProfile, Link, LinkTable, Objective, Plan, PlanStage } from '../../protocols/plan.js';
 import {
@@ -8,6 +8,7 @@ import {
   type Cluster, type Evaluation, type GraphInput, type PlannerGraph, type ResolvedConstraints, type StageAssignment,
 } from './model.js';
 import { search, type SearchProblem } from './search.js';
+import { offerExecutors, oversubscribedHosts, usageCombinations } from './hosts.js';
 
 export interface PlanRequest {
   graph: GraphInput | PartitionGraph;
@@ -49,6 +50,46 @@ export function definePlanningProblem(req: PlanRequest): PlanningProblem {
 
 /** Plans a request: the optimal plan for its objective under its constraints (see docs in mod.ts). */
 export function plan(req: PlanRequest): Plan {
+  const groups = oversubscribedHosts(req.executors ?? []);
+  if (groups.length === 0) return planOnce(req);
+  // Executors of a host share its cores: plan with each number of them in use, priced at the share of
+  // speed each then gets, and keep the best plan (the one with all of them is among the candidates).
+  let best: { plan: Plan; left: string[]; counts: number[] } | undefined;
+  let firstError: unknown;
+  for (const counts of usageCombinations(groups).reverse()) {
+    const { offered, left } = offerExecutors(req.executors, groups, counts);
+    let candidate: Plan;
+    try {
+      candidate = planOnce({ ...req, executors: offered });
+    } catch (e) {
+      if (!isCleaveError(e, ErrorCode.PLAN_INFEASIBLE)) throw e;
+      firstError ??= e;
+      continue;
+    }
+    if (!best || better(candidate, best.plan, req.objective ?? 'throughput')) best = { plan: candidate, left, counts };
+  }
+  if (!best) throw firstError;
+  const { plan: chosen, left, counts } = best;
+  const shared = groups
+    .map((g, i) => `${g.host} has ${g.cores} core(s) for ${g.members.length} executor(s): ${counts[i]} offered${counts[i]! < g.members.length ? ` (${g.members.slice(counts[i]).map((m) => m.id).join(', ')} held back)` : ''}`)
+    .join('; ');
+  return {
+    ...chosen,
+    ...(left.length || chosen.unusedExecutors?.length ? { unusedExecutors: [...(chosen.unusedExecutors ?? []), ...left] } : {}),
+    explanation: `${chosen.explanation} Executors of one host share its cores (speeds priced at each one's share): ${shared}.`,
+  };
+}
+
+/** Lower objective value; on a tie, fewer executors (less contention that the model does not see). */
+function better(a: Plan, b: Plan, objective: Objective): boolean {
+  const va = objective === 'latency' ? a.predicted.latencySeconds : a.predicted.bottleneckSeconds;
+  const vb = objective === 'latency' ? b.predicted.latencySeconds : b.predicted.bottleneckSeconds;
+  if (Math.abs(va - vb) > 1e-9 * Math.max(va, vb)) return va < vb;
+  const used = (p: Plan) => p.stages.reduce((n, s) => n + (s.replicas ?? 1), 0);
+  return used(a) < used(b);
+}
+
+function planOnce(req: PlanRequest): Plan {
   const p = definePlanningProblem(req);
   const algorithm = req.algorithm ?? 'auto';
   if (algorithm === 'greedy') return greedyPlan(p);

@@ -72,11 +72,17 @@ const DEFAULT_FREE_BUDGET = 512 * 1024 * 1024;
 const DEFAULT_MIN_FREE = 256 * 1024 * 1024;
 /** New files are sized up to this granule so that frames of similar size reuse each other's files. */
 const GRANULE = 64 * 1024;
+/** How long a free-space or free-list measurement is trusted before it is taken again. */
+const RECHECK_MS = 250;
 
 export class ShmPool {
   readonly stats: ShmStats = { written: 0, reused: 0, created: 0, read: 0, released: 0, deleted: 0 };
   private readonly live: string;
   private readonly free: string;
+  private room = false;
+  private roomCheckedAt = -Infinity;
+  private freeTotal = 0;
+  private freeCountedAt = -Infinity;
 
   private constructor(
     readonly dir: string,
@@ -108,12 +114,18 @@ export class ShmPool {
 
   /** Room for more frames without starving the host's memory; otherwise callers send them inline. */
   hasRoom(): boolean {
-    try {
-      const s = statfsSync(this.dir);
-      return s.bavail * s.bsize >= this.minFree;
-    } catch {
-      return false;
+    // statfs per frame measured ~0.1-0.3 ms here; free space does not swing much within a quarter second.
+    const now = performance.now();
+    if (now - this.roomCheckedAt > RECHECK_MS) {
+      this.roomCheckedAt = now;
+      try {
+        const s = statfsSync(this.dir);
+        this.room = s.bavail * s.bsize >= this.minFree;
+      } catch {
+        this.room = false;
+      }
     }
+    return this.room;
   }
 
   /**
@@ -161,8 +173,12 @@ export class ShmPool {
     return decodeShmBytes(ref, bytes);
   }
 
-  /** Raw bytes of a live file (the remote read service). */
-  readRange(name: string, offset: number, length: number): Uint8Array {
+  /**
+   * Reads `length` bytes of live frame `name` from `offset` in pieces of at most `pieceBytes`, each
+   * handed to `onPiece` in order in a fresh buffer (the callee may keep it); the file is opened once.
+   * FRAME_GONE when the file is missing or shorter than asked.
+   */
+  readPieces(name: string, offset: number, length: number, pieceBytes: number, onPiece: (piece: Uint8Array) => void): void {
     if (!NAME.test(name)) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `'${name}' is not a pool file name`);
     let fd: number;
     try {
@@ -171,14 +187,16 @@ export class ShmPool {
       throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is gone`, { cause: e });
     }
     try {
-      const out = uninitializedBytes(length);
-      let off = 0;
-      while (off < length) {
-        const n = readSync(fd, out, off, length - off, offset + off);
-        if (n === 0) break;
-        off += n;
+      for (let at = 0; at < length; at += pieceBytes) {
+        const piece = uninitializedBytes(Math.min(pieceBytes, length - at));
+        let off = 0;
+        while (off < piece.byteLength) {
+          const n = readSync(fd, piece, off, piece.byteLength - off, offset + at + off);
+          if (n === 0) throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is shorter than the ${offset + length} bytes asked for; it was recycled`);
+          off += n;
+        }
+        onPiece(piece);
       }
-      return off === length ? out : out.subarray(0, off);
     } finally {
       closeSync(fd);
     }
@@ -197,6 +215,7 @@ export class ShmPool {
     try {
       if (this.freeBytes() + size <= this.freeBudget) {
         renameSync(path, join(this.free, `${size}.${randomBytes(6).toString('hex')}`));
+        this.freeTotal += size;
         this.stats.released++;
         return;
       }
@@ -228,10 +247,18 @@ export class ShmPool {
     return removed;
   }
 
+  /**
+   * Bytes on the free list: counted from the directory at most every RECHECK_MS (other processes of
+   * the host share it), kept up to date in between with this process's own moves.
+   */
   private freeBytes(): number {
-    let total = 0;
-    for (const f of safeReaddir(this.free)) total += Number(f.split('.')[0]) || 0;
-    return total;
+    const now = performance.now();
+    if (now - this.freeCountedAt > RECHECK_MS) {
+      this.freeCountedAt = now;
+      this.freeTotal = 0;
+      for (const f of safeReaddir(this.free)) this.freeTotal += Number(f.split('.')[0]) || 0;
+    }
+    return this.freeTotal;
   }
 
   private writeFile(name: string, parts: Uint8Array[], byteLength: number): void {
@@ -268,6 +295,7 @@ export class ShmPool {
       } catch {
         continue; // another process took it first
       }
+      this.freeTotal = Math.max(0, this.freeTotal - (Number(f.split('.')[0]) || 0));
       this.stats.reused++;
       return openSync(path, fsConstants.O_RDWR);
     }

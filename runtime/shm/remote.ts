@@ -8,40 +8,56 @@ import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
 import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
 import { uninitializedBytes } from './buffers.js';
-import { windowed } from '../windowed.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
-/** Bytes per read reply: well under max_payload, large enough to run near NATS speed. */
-const RANGE_BYTES = 4 * 1024 * 1024;
-/** Range reads in flight at once. */
-const WINDOW = 3;
+/** Bytes per reply message: well under max_payload, large enough to run near NATS speed. */
+const PIECE_BYTES = 4 * 1024 * 1024;
+
+interface ReadRequest { name?: unknown; offset?: unknown; length?: unknown; release?: unknown }
+
+function errorReply(e: unknown): { data: Uint8Array; headers: ReturnType<typeof natsHeaders> } {
+  const h = natsHeaders();
+  const code = e instanceof CleaveError ? e.code : ErrorCode.INTERNAL;
+  h.set(Header.ERROR_CODE, code);
+  h.set(Header.ERROR, String((e as Error).message).slice(0, 500).replace(/[\r\n]+/g, ' '));
+  return { data: new Uint8Array(0), headers: h };
+}
 
 /**
- * Answers `{ name, offset, length }` reads of this host's live frames, and `{ name, release: true }`
- * from a remote consumer that is done with one.
+ * Answers `{ name, offset, length }` reads of this host's live frames with the bytes streamed back as
+ * ceil(length / 4 MiB) reply messages in order (one request per frame, not one round trip per range),
+ * and `{ name, release: true }` from a remote consumer that is done with one. A read that fails part
+ * way ends with an empty message carrying the error code.
  */
 export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
   return nc.subscribe(Subject.shmRead(pool.domain), {
     queue: `shm-${pool.domain}`,
     callback: (err, msg) => {
       if (err) return;
+      let req: ReadRequest;
       try {
-        const req = JSON.parse(new TextDecoder().decode(msg.data)) as { name?: unknown; offset?: unknown; length?: unknown; release?: unknown };
-        if (req.release === true && typeof req.name === 'string') {
-          pool.release({ domain: pool.domain, name: req.name, bytes: 1, id: 'release' });
-          return;
-        }
-        const offset = Number(req.offset), length = Number(req.length);
-        if (typeof req.name !== 'string' || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > RANGE_BYTES) {
-          throw new CleaveError(ErrorCode.BAD_MESSAGE, 'a shared-memory read needs { name, offset, length } with length at most 4 MiB');
-        }
-        msg.respond(pool.readRange(req.name, offset, length));
+        req = JSON.parse(new TextDecoder().decode(msg.data)) as ReadRequest;
       } catch (e) {
-        const h = natsHeaders();
-        const code = e instanceof CleaveError ? e.code : ErrorCode.INTERNAL;
-        h.set(Header.ERROR_CODE, code);
-        h.set(Header.ERROR, String((e as Error).message).slice(0, 500).replace(/[\r\n]+/g, ' '));
-        msg.respond(new Uint8Array(0), { headers: h });
+        if (msg.reply) {
+          const r = errorReply(new CleaveError(ErrorCode.BAD_MESSAGE, `a shared-memory read must be JSON { name, offset, length } (${(e as Error).message})`));
+          msg.respond(r.data, { headers: r.headers });
+        }
+        return;
+      }
+      if (req.release === true && typeof req.name === 'string') {
+        pool.release({ domain: pool.domain, name: req.name, bytes: 1, id: 'release' });
+        return;
+      }
+      if (!msg.reply) return;
+      try {
+        const offset = Number(req.offset), length = Number(req.length);
+        if (typeof req.name !== 'string' || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) {
+          throw new CleaveError(ErrorCode.BAD_MESSAGE, 'a shared-memory read needs { name, offset, length } with a positive length');
+        }
+        pool.readPieces(req.name, offset, length, PIECE_BYTES, (piece) => nc.publish(msg.reply!, piece));
+      } catch (e) {
+        const r = errorReply(e);
+        nc.publish(msg.reply, r.data, { headers: r.headers });
       }
     },
   });
@@ -49,30 +65,36 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
 
 /**
  * The bytes of the frame `ref` names, read over NATS from its host's service (decode them with
- * decodeShmBytes, which checks them against the reference). FRAME_GONE when that host no longer has
- * it, NATS_UNAVAILABLE when no process of that host answers.
+ * decodeShmBytes, which checks them against the reference): one request, the bytes streamed back.
+ * FRAME_GONE when that host no longer has it, NATS_UNAVAILABLE when no process of that host answers.
  */
 export async function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
   const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
-  // A few ranges in flight: one at a time leaves the link idle for a round trip per range.
-  await windowed(Math.ceil(ref.bytes / RANGE_BYTES), WINDOW, async (i) => {
-    const offset = i * RANGE_BYTES;
-    const length = Math.min(RANGE_BYTES, ref.bytes - offset);
-    let reply;
-    try {
-      reply = await nc.request(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset, length }), { timeout: timeoutMs });
-    } catch (e) {
-      throw new CleaveError(ErrorCode.NATS_UNAVAILABLE, `no process of host domain ${ref.domain} answers reads of its shared-memory frames (${(e as Error).message}); the frame's host is down`, { cause: e, details: { domain: ref.domain } });
+  const pieces = Math.ceil(ref.bytes / PIECE_BYTES);
+  const unavailable = (why: string, cause?: unknown) =>
+    new CleaveError(ErrorCode.NATS_UNAVAILABLE, `no process of host domain ${ref.domain} answers reads of its shared-memory frames (${why}); the frame's host is down`, { cause, details: { domain: ref.domain } });
+  let got = 0;
+  try {
+    const replies = await nc.requestMany(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset: 0, length: ref.bytes }), { strategy: 'count', maxMessages: pieces, maxWait: timeoutMs });
+    for await (const reply of replies) {
+      const code = reply.headers?.get(Header.ERROR_CODE);
+      if (code) {
+        throw new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } });
+      }
+      if (reply.headers?.hasError) throw unavailable(reply.headers.description || String(reply.headers.code));
+      if (got + reply.data.byteLength > ref.bytes) throw new CleaveError(ErrorCode.INTERNAL, `shared-memory frame ${ref.name} from domain ${ref.domain} came back longer than its reference says`);
+      out.set(reply.data, got);
+      got += reply.data.byteLength;
+      if (got === ref.bytes) break;
     }
-    const code = reply.headers?.get(Header.ERROR_CODE);
-    if (code) {
-      throw new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } });
-    }
-    if (reply.data.byteLength !== length) {
-      throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} is shorter than its reference says; it was recycled`, { details: { domain: ref.domain, name: ref.name } });
-    }
-    out.set(reply.data, offset);
-  });
+  } catch (e) {
+    if (e instanceof CleaveError) throw e;
+    throw unavailable((e as Error).message, e);
+  }
+  if (got === 0) throw unavailable(`no reply in ${timeoutMs} ms`);
+  if (got !== ref.bytes) {
+    throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} came back shorter than its reference says (${got} of ${ref.bytes} bytes); it was recycled or its host went away mid-read`, { details: { domain: ref.domain, name: ref.name } });
+  }
   return out;
 }
 
