@@ -15,6 +15,7 @@ import type { Deployment } from '../protocols/deployment.js';
 import { ShmPool, measureShm } from '../runtime/shm/pool.js';
 import { withTensorMalloc } from '../runtime/malloc.js';
 import { serveShmReads } from '../runtime/shm/remote.js';
+import { mainThreadCpuMs } from '../runtime/cpu.js';
 
 const RUNNER_OPTIONS = (threads: number, shmDir?: string) => ({ intraOpNumThreads: threads, ...STAGE_SESSION_OPTIONS, ...(shmDir ? { shmDir } : {}) });
 /** Live shared-memory frames older than the work stream's max age belong to messages that are gone. */
@@ -146,8 +147,11 @@ const actor: ActorFactory = async (ctx) => {
       stats() {
         // maxRSS is in kilobytes: the process's peak resident memory so far.
         const mem = { rssBytes: process.memoryUsage().rss, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+        // CPU so far: the whole process (its inference thread included) and its main thread (NATS, I/O).
+        const usage = process.cpuUsage();
+        const cpu = { cpuMs: (usage.user + usage.system) / 1000, mainThreadCpuMs: mainThreadCpuMs() };
         const shm = pool ? { shmDomain: pool.domain } : {};
-        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, ...mem, ...shm } : { ...mem, ...shm };
+        return server ? { stage: server.index, run: server.deployment.run, ...server.stats, ...mem, ...cpu, ...shm } : { ...mem, ...cpu, ...shm };
       },
     },
     async start() {

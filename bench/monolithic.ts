@@ -16,6 +16,10 @@ type Reply = { type: 'ready' } | { type: 'done'; throughput: number; medianMs: n
 export class MonolithicProcess {
   private constructor(private readonly child: ChildProcess) {}
 
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   static async start(model: string, size: number, threads: number): Promise<MonolithicProcess> {
     const child = fork(fileURLToPath(import.meta.url), [model, String(size), String(threads)], {
       execArgv: ['--import', 'tsx'],

@@ -25,6 +25,7 @@ import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
 import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
+import { processCpuMs } from '../runtime/cpu.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { Role } from '../protocols/subjects.js';
 import { decodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
@@ -76,9 +77,29 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     const pipe: number[] = [];
     const single: number[] = [];
     const hops: Hop[] = [];
+    // Where a request's CPU goes: every process taking part, snapshotted around each round.
+    const pipeCpu = new CpuAccount();
+    const monoCpu = new CpuAccount();
+    const pipeProbe = async (): Promise<Record<string, number | undefined>> => {
+      const out: Record<string, number | undefined> = {};
+      for (const s of d.stages) {
+        const st = await controlRequest<{ cpuMs?: number; mainThreadCpuMs?: number }>(nc, Role.EXECUTOR, s.executors[0]!, { type: 'stats' });
+        out[`stage${s.index}`] = st.cpuMs;
+        out[`stage${s.index}MainThread`] = st.mainThreadCpuMs;
+      }
+      const u = process.cpuUsage();
+      out.client = (u.user + u.system) / 1000;
+      out.natsServer = processCpuMs(server.pid);
+      return out;
+    };
     for (let r = 0; r < rounds; r++) {
+      const m0 = mono.pid ? processCpuMs(mono.pid) : undefined;
       single.push((await mono.run(n)).throughput);
+      const m1 = mono.pid ? processCpuMs(mono.pid) : undefined;
+      monoCpu.add({ monolithic: m0 }, { monolithic: m1 }, n);
+      const p0 = await pipeProbe();
       pipe.push(await runPipeline(client, n, input, hops));
+      pipeCpu.add(p0, await pipeProbe(), n);
       log(`round ${r + 1}/${rounds}: pipeline ${pipe[r]!.toFixed(2)} req/s, monolithic ${single[r]!.toFixed(2)} req/s`);
     }
     await mono.stop();
@@ -164,20 +185,41 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       monolithicRounds: single.map((x) => round(x)),
       sharedMemory,
       stageTimes,
+      // CPU milliseconds per request by process (medians over rounds; /proc ticks of 10 ms, so ±10/n ms).
+      cpuMsPerRequest: { pipeline: pipeCpu.perRequest(), monolithic: monoCpu.perRequest() },
       plan: { stages: d.stages.map((s) => ({ index: s.index, executor: s.executors[0], nodes: d.plan.stages[s.index]!.nodes.length, predictedMs: round((s.predicted?.stageSeconds ?? 0) * 1000) })), bottleneckStage: bottleneck },
       bottleneckReplicas: replicas.map((r) => ({ ...r, throughput: round(r.throughput) })),
       transfer,
       memory,
       cores: (await import('node:os')).availableParallelism(),
     };
-    if (values.json) console.log(JSON.stringify(report, null, 2));
-    else console.log(JSON.stringify(report, null, 2));
+    console.log(JSON.stringify(report, null, 2));
     return 0;
   } finally {
     await nc.close();
     await dep.stop();
     await server.stop();
     rmSync(home, { recursive: true, force: true });
+  }
+}
+
+/** CPU time per request of named processes or threads, from counter snapshots taken around rounds. */
+class CpuAccount {
+  private readonly rounds: Record<string, number[]> = {};
+
+  add(before: Record<string, number | undefined>, after: Record<string, number | undefined>, requests: number): void {
+    for (const [k, a] of Object.entries(after)) {
+      const b = before[k];
+      if (a === undefined || b === undefined) continue;
+      (this.rounds[k] ??= []).push((a - b) / requests);
+    }
+  }
+
+  perRequest(): Record<string, number> {
+    const out = Object.fromEntries(Object.entries(this.rounds).map(([k, v]) => [k, round(median(v), 1)]));
+    // Main threads are part of their process's figure; the total counts each process once.
+    const total = Object.entries(out).filter(([k]) => !k.endsWith('MainThread')).reduce((a, [, v]) => a + v, 0);
+    return { ...out, total: round(total, 1) };
   }
 }
 
