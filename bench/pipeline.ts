@@ -270,13 +270,14 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
     const floats = (mb * 1024 * 1024) / 4;
     const data = new Float32Array(floats).fill(0.5);
     const count = Math.max(8, Math.ceil(256 / mb));
-    let received = 0;
     let pulled = 0;
     const t0 = performance.now();
     // Two pulls at a time, as a stage server's two slots do (one message in the model, one arriving).
-    const consuming = Promise.all(Array.from({ length: slots }, async () => {
+    // A slot that fails stops the others before the connection closes (no pull outlives it).
+    let failed = false;
+    const slotRuns = Array.from({ length: slots }, async () => {
       const scratch = new Scratch();
-      while (pulled < count) {
+      while (pulled < count && !failed) {
         pulled++;
         const m = await consumer.next({ expires: 5000 });
         if (!m) {
@@ -292,13 +293,23 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
         m.ack();
         if (ref) releaseShmFrame(consumerConn, remote ? undefined : pool, ref);
         else await releaseFrame(consumerConn, m.headers);
-        received++;
       }
-    }));
-    await windowed(count, 2, (i) => {
-      const t = { t: tensor('float32', [floats], data) };
-      return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});
     });
+    const consuming = Promise.allSettled(slotRuns).then((rs) => {
+      const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (bad) throw bad.reason;
+    });
+    for (const r of slotRuns) r.catch(() => { failed = true; });
+    try {
+      await windowed(count, 2, (i) => {
+        const t = { t: tensor('float32', [floats], data) };
+        return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});
+      });
+    } catch (e) {
+      failed = true;
+      await Promise.allSettled(slotRuns);
+      throw e;
+    }
     await consuming;
     return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
   } finally {

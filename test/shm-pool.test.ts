@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -100,6 +100,33 @@ test('shm pool - beyond its free budget a released file is deleted; sweep remove
   assert.equal(pool.sweep(3600_000), 1);
   assert.throws(() => pool.readFrame(stale), isCode(ErrorCode.FRAME_GONE));
   assertSame(pool.readFrame(fresh).tensors, sample());
+});
+
+test('shm pool - a full free list makes room for the sizes in use: the least recently released files go first', async () => {
+  const pool = freshPool({ freeBudgetBytes: 4 * 1024 * 1024 });
+  const frame = (floats: number) => ({ t: tensor('float32', [floats], new Float32Array(floats).fill(1)) });
+  // Six files of 576 KiB (a past model's cut) fill the free list to 3.4 of its 4 MiB.
+  const small = Array.from({ length: 6 }, () => pool.writeFrame(frame(128 * 1024)));
+  const inodes = small.map((r) => statSync(join(pool.dir, 'live', r.name)).ino);
+  for (const r of small) {
+    pool.release(r);
+    await new Promise((res) => setTimeout(res, 5)); // distinct release times
+  }
+  assert.equal(readdirSync(join(pool.dir, 'free')).length, 6);
+  const big = pool.writeFrame(frame(512 * 1024));
+  assert.equal(pool.stats.created, 7, 'no small file fits the 2 MiB frame');
+  pool.release(big);
+  // 5.4 MiB asked for 4: the four oldest small files (2.25 MiB) make room, the big one is kept.
+  assert.equal(pool.stats.evicted, 4);
+  assert.equal(pool.stats.deleted, 0);
+  const free = readdirSync(join(pool.dir, 'free')).map((f) => Number(f.split('.')[0])).sort((a, b) => a - b);
+  assert.deepEqual(free, [576 * 1024, 576 * 1024, 2112 * 1024]);
+  const kept = readdirSync(join(pool.dir, 'free')).map((f) => statSync(join(pool.dir, 'free', f)).ino);
+  assert.ok(kept.includes(inodes[4]!) && kept.includes(inodes[5]!), 'the two most recently released small files are the ones kept');
+  pool.writeFrame(frame(512 * 1024));
+  pool.writeFrame(frame(128 * 1024));
+  assert.equal(pool.stats.created, 7, 'both sizes now come from warm files');
+  assert.equal(pool.stats.reused, 2);
 });
 
 test('shm pool - pools on one directory share a domain; another directory is another domain; CLEAVE_SHM=0 turns it off', () => {

@@ -66,6 +66,8 @@ export interface ShmStats {
   read: number;
   released: number;
   deleted: number;
+  /** Free files deleted to make room for a newer release (the least recently released first). */
+  evicted: number;
 }
 
 const DEFAULT_FREE_BUDGET = 512 * 1024 * 1024;
@@ -76,7 +78,7 @@ const GRANULE = 64 * 1024;
 const RECHECK_MS = 250;
 
 export class ShmPool {
-  readonly stats: ShmStats = { written: 0, reused: 0, created: 0, read: 0, released: 0, deleted: 0 };
+  readonly stats: ShmStats = { written: 0, reused: 0, created: 0, read: 0, released: 0, deleted: 0, evicted: 0 };
   private readonly live: string;
   private readonly free: string;
   private room = false;
@@ -213,6 +215,9 @@ export class ShmPool {
       return; // released already
     }
     try {
+      // The free list is a cache of warm files (a fresh tmpfs file costs page faults on every write):
+      // the sizes in use now displace the least recently released, e.g. a past model's, never the reverse.
+      if (size <= this.freeBudget && this.freeBytes() + size > this.freeBudget) this.evict(this.freeBytes() + size - this.freeBudget);
       if (this.freeBytes() + size <= this.freeBudget) {
         renameSync(path, join(this.free, `${size}.${randomBytes(6).toString('hex')}`));
         this.freeTotal += size;
@@ -227,6 +232,35 @@ export class ShmPool {
       this.stats.deleted++;
     } catch {
       // someone else released it
+    }
+  }
+
+  /**
+   * Deletes free files, least recently released first (a rename into free/ sets a file's ctime), until
+   * `bytes` plus an eighth of the budget are gone, so the next releases find room without evicting again.
+   */
+  private evict(bytes: number): void {
+    const files = [];
+    for (const f of safeReaddir(this.free)) {
+      try {
+        files.push({ f, cap: Number(f.split('.')[0]) || 0, at: statSync(join(this.free, f)).ctimeMs });
+      } catch {
+        // claimed meanwhile
+      }
+    }
+    files.sort((a, b) => a.at - b.at);
+    const target = bytes + this.freeBudget / 8;
+    let gone = 0;
+    for (const { f, cap } of files) {
+      if (gone >= target) break;
+      try {
+        unlinkSync(join(this.free, f));
+      } catch {
+        continue; // another process claimed or evicted it
+      }
+      gone += cap;
+      this.freeTotal = Math.max(0, this.freeTotal - cap);
+      this.stats.evicted++;
     }
   }
 
