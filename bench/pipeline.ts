@@ -5,9 +5,9 @@
 //   raw core NATS pub/sub of the same bytes;
 // - throughput with 1, 2, 3 executors on the bottleneck stage;
 // - each executor's peak resident memory above its idle level, next to its partition's parameter and
-//   activation bytes.
+//   activation bytes and to onnxruntime alone running that partition in a process of its own.
 import { parseArgs } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -25,10 +25,12 @@ import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
 import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
+import { ortAlone, type OrtAloneResult } from './ort-alone.js';
+import { getArtifact } from '../runtime/pipeline/store.js';
 import { processCpuMs } from '../runtime/cpu.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { Role } from '../protocols/subjects.js';
-import { decodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
+import { decodeFrame, encodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
 import type { Deployment, Hop } from '../protocols/deployment.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -109,8 +111,22 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     });
     const sharedMemory = client.sent.sharedMemory > 0;
 
+    // onnxruntime alone on each partition (a process of its own, the stage's real input): what of an
+    // executor's memory is onnxruntime's and what Cleave adds.
+    const alone: OrtAloneResult[] = [];
+    let frame = join(home, 'ort-alone-in-0');
+    writeFileSync(frame, encodeFrame({ tensors: input(0) }));
+    for (const s of d.stages) {
+      const model = join(home, `stage-${s.index}.onnx`);
+      writeFileSync(model, await getArtifact(nc, s.artifact));
+      const next = join(home, `ort-alone-in-${s.index + 1}`);
+      alone.push(await ortAlone(model, frame, next));
+      frame = next;
+    }
+
     const memory = [];
     for (const s of d.stages) {
+      const a = alone[s.index]!;
       for (const id of s.executors) {
         const st = await controlRequest<{ peakRssBytes: number }>(nc, Role.EXECUTOR, id, { type: 'stats' });
         const partitionBytes = (s.predicted?.paramBytes ?? 0) + (s.predicted?.activationBytes ?? 0);
@@ -124,6 +140,11 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
           paramMB: round((s.predicted?.paramBytes ?? 0) / 1e6, 2),
           activationMB: round((s.predicted?.activationBytes ?? 0) / 1e6, 2),
           ratio: round(above / Math.max(1, partitionBytes), 2),
+          // onnxruntime alone on this partition: session load, then the first runs (its CPU arena).
+          ortAloneAboveIdleMB: round((a.peakRssBytes - a.idleRssBytes) / 1e6, 1),
+          ortAloneLoadMB: round((a.loadedRssBytes - a.idleRssBytes) / 1e6, 1),
+          ortAloneRatio: round((a.peakRssBytes - a.idleRssBytes) / Math.max(1, partitionBytes), 2),
+          cleaveOverheadMB: round((above - (a.peakRssBytes - a.idleRssBytes)) / 1e6, 1),
         });
       }
     }

@@ -4,7 +4,12 @@
 // ~1-3 ms per MB (a 9 MB ORT output: 5-13 ms, more than the memcpy by 50x). Serving large blocks from
 // the heap and keeping freed memory for the next request makes those pages warm. Peak resident memory
 // is unchanged (it is the same set of live buffers); idle memory is not given back until exit.
-const TUNABLES = ['glibc.malloc.mmap_threshold=33554432', 'glibc.malloc.trim_threshold=1073741824'];
+// One malloc arena for all threads: an executor calibrates on its main thread and runs its partition on
+// an inference thread, and with an arena per thread the partition's onnxruntime memory was all new,
+// beside the calibration's freed memory that no other thread could reuse (measured with `cleave bench
+// pipeline`: peak resident memory above idle 80-107 MB with arenas per thread, 60-65 MB with one, same
+// throughput; the inference thread and the main thread rarely allocate at the same moment).
+const TUNABLES = ['glibc.malloc.mmap_threshold=33554432', 'glibc.malloc.trim_threshold=1073741824', 'glibc.malloc.arena_max=1'];
 
 /** `env` with the tensor-friendly malloc tunables added, unless the user set these tunables or CLEAVE_MALLOC_TUNING=0. */
 export function withTensorMalloc(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
