@@ -9,6 +9,7 @@ import type { ActorFactory } from '../runtime/actor/host.js';
 import { getArtifact, loadDeployment } from '../runtime/pipeline/store.js';
 import { StageServer } from '../runtime/executor/stage-server.js';
 import { OrtRunner, SpareThread } from '../runtime/executor/ort-runner.js';
+import { collectAll } from '../runtime/gc.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import { STAGE_SESSION_OPTIONS } from '../runtime/executor/session-options.js';
 import type { Deployment } from '../protocols/deployment.js';
@@ -62,6 +63,9 @@ const actor: ActorFactory = async (ctx) => {
         const thread = await spare;
         spare = undefined;
         runner = await OrtRunner.create(bytes, { ...RUNNER_OPTIONS(threads, pool?.dir), giveModel: true }, thread);
+        // The download's chunks are garbage now: freed before the first run, onnxruntime reuses their
+        // memory (one malloc arena, runtime/malloc.ts) instead of adding its own beside them.
+        collectAll();
       }),
     },
   });
@@ -73,6 +77,7 @@ const actor: ActorFactory = async (ctx) => {
     ctx.log.warn('calibration failed; the planner will assume a default speed', { error: String(e) });
     return undefined;
   });
+  collectAll(); // the calibration's tensors: free for the partition to reuse
   ctx.setCapabilities({
     cores: availableParallelism(),
     threads,
@@ -146,7 +151,9 @@ const actor: ActorFactory = async (ctx) => {
       },
       stats() {
         // maxRSS is in kilobytes: the process's peak resident memory so far.
-        const mem = { rssBytes: process.memoryUsage().rss, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+        // The main thread's V8 heap and ArrayBuffers: where Cleave's own share of the memory sits.
+        const mu = process.memoryUsage();
+        const mem = { rssBytes: mu.rss, peakRssBytes: process.resourceUsage().maxRSS * 1024, heapUsedBytes: mu.heapUsed, arrayBufferBytes: mu.arrayBuffers };
         // CPU so far: the whole process (its inference thread included) and its main thread (NATS, I/O).
         const usage = process.cpuUsage();
         const cpu = { cpuMs: (usage.user + usage.system) / 1000, mainThreadCpuMs: mainThreadCpuMs() };

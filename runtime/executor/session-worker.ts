@@ -152,7 +152,18 @@ async function runOne(session: ort.InferenceSession, m: Extract<ToWorker, { type
   }
 }
 
+/**
+ * The last stage job's outputs are garbage once written to shared memory, but only once its frame is
+ * gone: a collection inside the job would find them still referenced, and the next run would allocate
+ * beside them. So the next job collects them first (runtime/gc.ts says why at all).
+ */
+let deadOutputs = false;
+
 async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m: StageJob, post: (m: FromWorker, t?: ArrayBuffer[]) => void, pool: ShmPool | undefined, scratch: Scratch): Promise<void> {
+  if (deadOutputs) {
+    deadOutputs = false;
+    collectYoung();
+  }
   let tensors: Record<string, Tensor>;
   let out: StageOutput;
   let runMs: number;
@@ -199,8 +210,7 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
   // copied by prepareTransfer; ORT's own outputs own their buffers and are moved.
   const transfer = 'tensors' in out ? prepareTransfer(out.tensors) : [];
   post({ type: 'stageResult', id: m.id, out, runMs, inBytes, outBytes }, transfer);
-  // ORT's outputs are garbage once written to shared memory: collect them now (runtime/gc.ts says why).
-  if ('shm' in out && outBytes > 1024 * 1024) collectYoung();
+  if ('shm' in out && outBytes > 1024 * 1024) deadOutputs = true;
 }
 
 // onnxruntime-node refuses a model whose inputs or outputs have an element type it cannot exchange with
