@@ -28,7 +28,8 @@ const actor: ActorFactory = async (ctx) => {
   let server: StageServer | undefined;
   let deployment: Deployment | undefined;
   if (withTensorMalloc(process.env) !== process.env) {
-    ctx.log.info(`started without the malloc settings for tensor buffers; for faster activations start it with GLIBC_TUNABLES=${withTensorMalloc({}).GLIBC_TUNABLES} (cleave up does)`);
+    const want = withTensorMalloc({});
+    ctx.log.info(`started without the memory settings for tensor processes; for faster activations and less resident memory start it with GLIBC_TUNABLES=${want.GLIBC_TUNABLES} NODE_OPTIONS=${want.NODE_OPTIONS} (cleave up does)`);
   }
   // The inference thread an idle executor keeps ready (onnxruntime loaded), so that an assignment only
   // loads the partition, and the partition's memory is what it adds. A new one after each release.
