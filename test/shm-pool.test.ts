@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -153,4 +153,24 @@ test('shm pool - two processes churning one pool never read each other’s frame
     assert.equal(r.written, 300);
   }
   assert.ok(results.reduce((a, r) => a + r.reused, 0) > 300, 'files were recycled between the processes');
+});
+
+test('shm pool - readPieces hands out a range in order, in pieces of at most the size asked, each kept intact', () => {
+  const pool = freshPool();
+  // 2.3 MB: several read blocks, a last piece shorter than the others, a range starting mid-file.
+  const values = Float32Array.from({ length: 600_000 }, (_, i) => Math.sin(i));
+  const ref = pool.writeFrame({ t: tensor('float32', [values.length], values) });
+  const whole = new Uint8Array(readFileSync(join(pool.dir, 'live', ref.name)));
+  for (const [offset, length, piece] of [[0, ref.bytes, 32 * 1024], [12_345, ref.bytes - 12_345 - 7, 32 * 1024], [5, 100, 4096], [0, ref.bytes, 3 * 1024 * 1024]] as const) {
+    const pieces: Uint8Array[] = [];
+    pool.readPieces(ref.name, offset, length, piece, (p) => pieces.push(p));
+    assert.ok(pieces.every((p) => p.byteLength > 0 && p.byteLength <= piece), 'no piece above the size asked');
+    assert.equal(pieces.length, Math.ceil(length / piece));
+    const joined = new Uint8Array(length);
+    let at = 0;
+    for (const p of pieces) { joined.set(p, at); at += p.byteLength; }
+    assert.equal(at, length);
+    assert.deepEqual(joined, whole.subarray(offset, offset + length), `range ${offset}+${length} in ${piece}-byte pieces`);
+  }
+  assert.throws(() => pool.readPieces(ref.name, 0, whole.byteLength + 1, 32 * 1024, () => {}), isCode(ErrorCode.FRAME_GONE), 'past the end of the file');
 });

@@ -22,6 +22,9 @@ import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { decodeFrame, encodeFrameParts, type DecodedFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { Scratch, uninitializedBytes } from './buffers.js';
 
+/** Bytes read from a pool file at once when serving it in pieces (see readPieces). */
+const READ_BLOCK_BYTES = 1024 * 1024;
+
 /** Names one frame in one pool: which pool (domain), which file, how many bytes, and the writer's id. */
 export interface ShmRef {
   domain: string;
@@ -177,7 +180,10 @@ export class ShmPool {
 
   /**
    * Reads `length` bytes of live frame `name` from `offset` in pieces of at most `pieceBytes`, each
-   * handed to `onPiece` in order in a fresh buffer (the callee may keep it); the file is opened once.
+   * handed to `onPiece` in order (the callee may keep it: pieces are views of buffers never reused); the
+   * file is opened once. Reads go in blocks of READ_BLOCK_BYTES cut into pieces: one allocation and
+   * one read per block, not per piece (32 KiB pieces each in a buffer of its own slowed a host's
+   * replies by ~20 % under V8's small young generation, from the garbage collections they caused).
    * FRAME_GONE when the file is missing or shorter than asked.
    */
   readPieces(name: string, offset: number, length: number, pieceBytes: number, onPiece: (piece: Uint8Array) => void): void {
@@ -188,16 +194,17 @@ export class ShmPool {
     } catch (e) {
       throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is gone`, { cause: e });
     }
+    const blockBytes = Math.max(pieceBytes, Math.floor(READ_BLOCK_BYTES / pieceBytes) * pieceBytes);
     try {
-      for (let at = 0; at < length; at += pieceBytes) {
-        const piece = uninitializedBytes(Math.min(pieceBytes, length - at));
+      for (let at = 0; at < length; at += blockBytes) {
+        const block = uninitializedBytes(Math.min(blockBytes, length - at));
         let off = 0;
-        while (off < piece.byteLength) {
-          const n = readSync(fd, piece, off, piece.byteLength - off, offset + at + off);
+        while (off < block.byteLength) {
+          const n = readSync(fd, block, off, block.byteLength - off, offset + at + off);
           if (n === 0) throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is shorter than the ${offset + length} bytes asked for; it was recycled`);
           off += n;
         }
-        onPiece(piece);
+        for (let p = 0; p < block.byteLength; p += pieceBytes) onPiece(block.subarray(p, Math.min(p + pieceBytes, block.byteLength)));
       }
     } finally {
       closeSync(fd);
