@@ -60,24 +60,20 @@ const actor: ActorFactory = (ctx) => {
     }
     const profiles = profilesFromRoster(executors);
     const links = (req.links as LinkTable | undefined) ?? linksFromRoster(executors, await measureNatsLink(ctx.nc));
-    const requestPlan = (g: PartitionGraph) => controlRequest<Plan>(
-      ctx.nc,
-      Role.PLANNER,
-      undefined,
-      {
-        type: 'plan',
-        graph: g,
-        executors: profiles,
-        objective: (req.objective as Objective | undefined) ?? 'throughput',
-        constraints: { ...((req.constraints as object | undefined) ?? {}), ...(maxStages ? { maxStages } : {}) },
-        // Cuts priced at what they cost here: NATS as measured now between hosts, shared memory within one.
-        links,
-        ...(req.replicas ? { replicas: req.replicas } : {}),
-        ...(g.profile?.flopsPerSec ? { measuredFlopsPerSec: g.profile.flopsPerSec } : {}),
-      },
-      LONG,
-    );
-    const plan = await refinePlan(artifact, graph, requestPlan, profiles);
+    const planRequest = (g: PartitionGraph) => ({
+      graph: g,
+      executors: profiles,
+      objective: (req.objective as Objective | undefined) ?? 'throughput',
+      constraints: { ...((req.constraints as object | undefined) ?? {}), ...(maxStages ? { maxStages } : {}) },
+      // Cuts priced at what they cost here: NATS as measured now between hosts, shared memory within one.
+      links,
+      ...(req.replicas ? { replicas: req.replicas } : {}),
+      ...(g.profile?.flopsPerSec ? { measuredFlopsPerSec: g.profile.flopsPerSec } : {}),
+    });
+    const requestPlan = (g: PartitionGraph) => controlRequest<Plan>(ctx.nc, Role.PLANNER, undefined, { type: 'plan', ...planRequest(g) }, LONG);
+    const requestAlternatives = (g: PartitionGraph, base: Plan) =>
+      controlRequest<{ plans: Plan[] }>(ctx.nc, Role.PLANNER, undefined, { type: 'alternatives', ...planRequest(g), plan: base }, LONG).then((r) => r.plans);
+    const plan = await refinePlan(artifact, graph, requestPlan, requestAlternatives, profiles);
     const split = await controlRequest<{ stages: SplitStage[]; inputs: TensorSpec[]; outputs: TensorSpec[] }>(
       ctx.nc,
       Role.GRAPH_ANALYZER,
@@ -108,38 +104,68 @@ const actor: ActorFactory = (ctx) => {
   /**
    * Plans, times the planned stages as executors will run them, corrects node times stage by stage and
    * plans again, until prediction and measurement agree (or REFINE_ROUNDS): profiled node times come
-   * from an unoptimised run and misjudge optimised stages by up to 2x. Returns the measured plan with
-   * the smallest measured bottleneck. Without profiled times there is nothing to correct.
+   * from an unoptimised run and misjudge optimised stages by up to 2x. Then, for throughput, the
+   * planner proposes cuts near the best plan's that carry clearly fewer bytes (cutAlternatives), and
+   * the best plan and those are timed side by side; the smallest measured bottleneck wins. Without
+   * profiled times there is nothing to correct.
    */
-  async function refinePlan(artifact: string, graph: PartitionGraph, requestPlan: (g: PartitionGraph) => Promise<Plan>, profiles: ExecutorProfile[]): Promise<Plan> {
+  async function refinePlan(
+    artifact: string,
+    graph: PartitionGraph,
+    requestPlan: (g: PartitionGraph) => Promise<Plan>,
+    requestAlternatives: (g: PartitionGraph, base: Plan) => Promise<Plan[]>,
+    profiles: ExecutorProfile[],
+  ): Promise<Plan> {
     let plan = await requestPlan(graph);
     const measuringSpeed = graph.profile?.flopsPerSec;
     if (!measuringSpeed || plan.stages.length < 2) return plan;
     // Profiled, so every input shape is known: the stages are timed on inputs of those shapes.
     const feeds = Object.fromEntries(graph.inputs.map((i) => [i.name, { dtype: i.dtype, shape: i.shape }]));
-    let best: { plan: Plan; bottleneck: number } | undefined;
+    const time = (plans: Plan[]) => controlRequest<{ seconds: number[][] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, plans: plans.map((p) => p.stages.map((s) => s.nodes)), feeds }, LONG)
+      .then((r) => r.seconds);
+    // Stages are timed alone; executors of one host share its cores while the plan runs.
+    const bottleneckOf = (p: Plan, seconds: number[]) => {
+      const busy = new Set(p.stages.flatMap((s) => [s.executor, ...(s.replicaExecutors ?? [])]));
+      const share = coreShare(profiles, busy);
+      return measuredBottleneck(p, seconds, measuringSpeed, new Map(profiles.map((e) => [e.id, e.flopsPerSec * share.get(e.id)!])));
+    };
+    const ms = (x: number) => Math.round(x * 1e4) / 10;
+    let best: { plan: Plan; bottleneck: number; graph: PartitionGraph } | undefined;
     for (let round = 1; round <= REFINE_ROUNDS; round++) {
       const nodes = plan.stages.map((s) => s.nodes);
-      let timed: { seconds: number[] };
+      let seconds: number[];
       try {
-        timed = await controlRequest<{ seconds: number[] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, stages: nodes, feeds }, LONG);
+        seconds = (await time([plan]))[0]!;
       } catch (e) {
         ctx.log.warn('could not time the planned stages; keeping the plan from profiled node times', { error: String(e) });
         return best?.plan ?? plan;
       }
-      // Stages are timed alone; executors of one host share its cores while the plan runs.
-      const busy = new Set(plan.stages.flatMap((s) => [s.executor, ...(s.replicaExecutors ?? [])]));
-      const share = coreShare(profiles, busy);
-      const speeds = new Map(profiles.map((p) => [p.id, p.flopsPerSec * share.get(p.id)!]));
-      const bottleneck = measuredBottleneck(plan, timed.seconds, measuringSpeed, speeds);
-      if (!best || bottleneck < best.bottleneck) best = { plan, bottleneck };
-      const { graph: corrected, factors } = rescaleToStageTimes(graph, nodes, timed.seconds);
-      ctx.log.info('timed the planned stages', { round, measuredMs: timed.seconds.map((x) => Math.round(x * 1e4) / 10), factors: factors.map((f) => Math.round(f * 100) / 100) });
+      const bottleneck = bottleneckOf(plan, seconds);
+      const { graph: corrected, factors } = rescaleToStageTimes(graph, nodes, seconds);
+      if (!best || bottleneck < best.bottleneck) best = { plan, bottleneck, graph: corrected };
+      ctx.log.info('timed the planned stages', { round, measuredMs: seconds.map(ms), factors: factors.map((f) => Math.round(f * 100) / 100) });
       if (agrees(factors)) break;
       graph = corrected;
       plan = await requestPlan(graph);
     }
-    return best!.plan;
+    if (best!.plan.objective !== 'throughput') return best!.plan;
+    try {
+      const alternatives = await requestAlternatives(best!.graph, best!.plan);
+      if (alternatives.length === 0) return best!.plan;
+      const candidates = [best!.plan, ...alternatives];
+      const seconds = await time(candidates);
+      const measured = candidates.map((p, i) => bottleneckOf(p, seconds[i]!));
+      const winner = measured.indexOf(Math.min(...measured));
+      ctx.log.info('timed cuts that carry fewer bytes beside the refined plan', {
+        cutMB: candidates.map((p) => p.stages.slice(1).map((s) => Math.round(s.predicted.inputBytes / 1e4) / 100)),
+        measuredBottleneckMs: measured.map(ms),
+        chosen: winner,
+      });
+      return candidates[winner]!;
+    } catch (e) {
+      ctx.log.warn('could not time alternative cuts; keeping the refined plan', { error: String(e) });
+      return best!.plan;
+    }
   }
 
   async function undeploy(run: string): Promise<{ released: string[] }> {

@@ -3,7 +3,7 @@
 // travel through the artifacts object store by sha256; control replies carry only keys and specs.
 import type { ActorFactory } from '../runtime/actor/host.js';
 import { analyzeOnnx } from '../runtime/graph/mod.js';
-import { measureStageSeconds, type Feed } from '../runtime/graph/probe.js';
+import { measurePlansSeconds, type Feed } from '../runtime/graph/probe.js';
 import { decodeModel, encodeModel, onnx } from '../runtime/onnx/proto.js';
 import { extractStages } from '../runtime/onnx/extract.js';
 import { getArtifact, putArtifact } from '../runtime/pipeline/store.js';
@@ -46,14 +46,19 @@ const actor: ActorFactory = async (ctx) => {
        */
       async time(req) {
         const m = await model(req.artifact);
-        const stages = req.stages as string[][];
+        // `plans` (several stage lists, timed side by side) or `stages` (one).
+        const plans = (Array.isArray(req.plans) ? req.plans : [req.stages]) as string[][][];
         const feeds = req.feeds as Record<string, Feed>;
-        if (!Array.isArray(stages) || stages.length === 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `stages`: a list of node-id lists, one per stage');
+        if (plans.length === 0 || plans.some((stages) => !Array.isArray(stages) || stages.length === 0)) {
+          throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `stages` (a list of node-id lists, one per stage) or `plans` (a list of those)');
+        }
         if (!feeds || typeof feeds !== 'object' || Object.values(feeds).some((f) => !f || !Array.isArray(f.shape) || !f.shape.every((d) => typeof d === 'number'))) {
           throw new CleaveError(ErrorCode.BAD_ARGUMENT, 'time needs `feeds`: { name: { dtype, shape } } with every dim a number; analyse the model with its input shapes first');
         }
-        const { stages: extracted } = await extractStages(m, stages);
-        return { seconds: await measureStageSeconds(extracted.map((s) => s.model), feeds) };
+        const extracted = [];
+        for (const stages of plans) extracted.push((await extractStages(m, stages)).stages.map((s) => s.model));
+        const seconds = await measurePlansSeconds(extracted, feeds);
+        return Array.isArray(req.plans) ? { seconds } : { seconds: seconds[0] };
       },
       async split(req) {
         const m = await model(req.artifact);

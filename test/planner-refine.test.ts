@@ -2,19 +2,20 @@
 // timing of real extracted stages with onnxruntime.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { agrees, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
+import { agrees, cutAlternatives, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
 import { plan } from '../runtime/planner/mod.js';
 import { linksFromRoster } from '../runtime/pipeline/placement.js';
 import { analyzeModelFile } from '../runtime/graph/mod.js';
-import { measureStageSeconds } from '../runtime/graph/probe.js';
+import { measurePlansSeconds, measureStageSeconds } from '../runtime/graph/probe.js';
 import { extractStages } from '../runtime/onnx/extract.js';
 import { loadModelFile } from '../runtime/onnx/proto.js';
 import type { GraphNode, PartitionGraph } from '../protocols/graph.js';
 import type { ActorRecord } from '../protocols/messages.js';
 
-function chain(seconds: number[]): PartitionGraph {
-  const nodes: GraphNode[] = seconds.map((s, i) => ({ id: `n${i}`, op: 'Relu', inputs: [`t${i}`], outputs: [`t${i + 1}`], flops: 1, paramBytes: 0, outputBytes: 1000, measuredSeconds: s }));
-  return { format: 'graph', inputs: [], outputs: [], nodes, edges: [], cuts: [], profile: { runs: 1, threads: 1, runSeconds: seconds.reduce((a, b) => a + b, 0), flopsPerSec: 1e9 } };
+function chain(seconds: number[], outputBytes: (i: number) => number = () => 1000): PartitionGraph {
+  const nodes: GraphNode[] = seconds.map((s, i) => ({ id: `n${i}`, op: 'Relu', inputs: [`t${i}`], outputs: [`t${i + 1}`], flops: 1, paramBytes: 0, outputBytes: outputBytes(i), measuredSeconds: s }));
+  const edges = nodes.slice(1).map((n, i) => ({ from: nodes[i]!.id, to: n.id, bytes: nodes[i]!.outputBytes, tensor: `t${i + 1}` }));
+  return { format: 'graph', inputs: [], outputs: [], nodes, edges, cuts: [], profile: { runs: 1, threads: 1, runSeconds: seconds.reduce((a, b) => a + b, 0), flopsPerSec: 1e9 } };
 }
 
 test('planner refine - node times are rescaled stage by stage to what the stages measured', () => {
@@ -59,6 +60,34 @@ test('planner refine - executors of one host are linked at their shared-memory s
   assert.deepEqual(linksFromRoster([rec('x', {})], nats), { default: nats });
 });
 
+test('planner refine - cut alternatives: cuts near the plan’s that carry clearly fewer bytes, same executors, within the slack', () => {
+  // 20 nodes of 10 ms, 1 MB between them except after n10 (10 kB) and after n13 (1 kB). The plan cuts
+  // 10 | 10 (0.1 s + 1 ms); 11 | 9 predicts 0.11 s (within 15 %), 14 | 6 0.14 s (not).
+  const small = new Map([[10, 1e4], [13, 1e3]]);
+  const g = chain(Array(20).fill(0.01), (i) => small.get(i) ?? 1e6);
+  const executors = [{ id: 'a', flopsPerSec: 1e9, memoryBytes: 1e9 }, { id: 'b', flopsPerSec: 1e9, memoryBytes: 1e9 }];
+  const req = { graph: g, executors, links: { default: { bandwidthBytesPerSec: 1e9, latencySeconds: 0 } }, replicas: 'none' as const, measuredFlopsPerSec: 1e9 };
+  const base = plan(req);
+  assert.deepEqual(base.stages.map((s) => s.nodes.length), [10, 10]);
+  const alts = cutAlternatives(req, base);
+  assert.deepEqual(alts.map((p) => p.stages.map((s) => s.nodes.length)), [[11, 9]]);
+  assert.deepEqual(alts[0]!.stages.map((s) => s.executor), base.stages.map((s) => s.executor));
+  assert.equal(alts[0]!.stages[1]!.predicted.inputBytes, 1e4);
+  assert.ok(Math.abs(alts[0]!.predicted.bottleneckSeconds - 0.11001) < 1e-6, String(alts[0]!.predicted.bottleneckSeconds));
+  // A wider slack reaches the 1 kB cut too: both are on the (bytes, bottleneck) front, fewest bytes first.
+  assert.deepEqual(cutAlternatives(req, base, { slack: 0.5 }).map((p) => p.stages[0]!.nodes.length), [14, 11]);
+  assert.deepEqual(cutAlternatives(req, base, { slack: 0.5, count: 1 }).map((p) => p.stages[0]!.nodes.length), [14]);
+  // None when no cheaper cut is close enough, or the one that is would break a memory cap.
+  assert.deepEqual(cutAlternatives(req, base, { slack: 0.05 }), []);
+  const capped = { ...req, graph: chain(Array(20).fill(0.01), (i) => small.get(i) ?? 1e6), executors: executors.map((e) => ({ ...e })) };
+  capped.graph.nodes.forEach((n) => { n.paramBytes = 1e5; });
+  const cappedBase = plan({ ...capped, executors: capped.executors.map((e) => ({ ...e, memoryBytes: 1e5 * 10 + 2e6 })) });
+  assert.deepEqual(cappedBase.stages.map((s) => s.nodes.length), [10, 10]);
+  assert.deepEqual(cutAlternatives({ ...capped, executors: capped.executors.map((e) => ({ ...e, memoryBytes: 1e5 * 10 + 2e6 })) }, cappedBase), []);
+  // A plan of another graph is refused with a typed error.
+  assert.throws(() => cutAlternatives({ ...req, graph: chain(Array(21).fill(0.01)) }, base), (e: Error & { code?: string }) => e.code === 'PLAN_INVALID');
+});
+
 test('planner refine - extracted stages are timed as executors run them, fed by the stages before them', async () => {
   const model = '/usr/share/libonnx-testdata/data/node/test_layer_normalization_4d_axis1_expanded/model.onnx';
   const g = await analyzeModelFile(model);
@@ -69,4 +98,19 @@ test('planner refine - extracted stages are timed as executors run them, fed by 
   const seconds = await measureStageSeconds(extracted.map((s) => s.model), feeds, { runs: 3 });
   assert.equal(seconds.length, 2);
   assert.ok(seconds.every((s) => s > 0 && s < 1), JSON.stringify(seconds));
+});
+
+test('planner refine - several plans are timed side by side, each stage fed by the stages before it in its plan', async () => {
+  const model = '/usr/share/libonnx-testdata/data/node/test_layer_normalization_4d_axis1_expanded/model.onnx';
+  const g = await analyzeModelFile(model);
+  const ids = g.nodes.map((n) => n.id);
+  const m = await loadModelFile(model);
+  const plans = [];
+  for (const stages of [[ids.slice(0, 10), ids.slice(10)], [ids.slice(0, 4), ids.slice(4, 12), ids.slice(12)]]) {
+    plans.push((await extractStages(m, stages)).stages.map((s) => s.model));
+  }
+  const feeds = Object.fromEntries(g.inputs.map((i) => [i.name, { dtype: i.dtype, shape: i.shape as number[] }]));
+  const seconds = await measurePlansSeconds(plans, feeds, { runs: 3 });
+  assert.deepEqual(seconds.map((s) => s.length), [2, 3]);
+  assert.ok(seconds.flat().every((s) => s > 0 && s < 1), JSON.stringify(seconds));
 });

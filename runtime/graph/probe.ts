@@ -163,7 +163,7 @@ function median(xs: number[]): number {
 }
 
 export interface StageTimeOptions extends ProbeOptions {
-  /** Timed runs per stage after one warm-up (default 5; the fastest is reported: a neighbour's burst
+  /** Timed runs per stage after one warm-up (default 7; the fastest is reported: a neighbour's burst
    *  only ever adds time, and one busy moment must not move a cut). */
   runs?: number;
 }
@@ -176,30 +176,49 @@ export interface StageTimeOptions extends ProbeOptions {
  * the plan will really cost. Stage k is fed what stages before it produced from zero-filled inputs.
  */
 export async function measureStageSeconds(stageModels: readonly onnx.IModelProto[], feeds: Record<string, Feed>, opts: StageTimeOptions = {}): Promise<number[]> {
-  const runs = Math.max(1, opts.runs ?? 5);
-  const available: Record<string, Tensor> = await zeroFeeds(feeds);
-  const out: number[] = [];
-  for (const [k, m] of stageModels.entries()) {
-    const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, ...STAGE_SESSION_OPTIONS }, `timing of stage ${k}`);
-    try {
-      const stageFeeds: Record<string, Tensor> = {};
-      for (const name of s.inputNames) {
-        const t = available[name];
-        if (!t) throw new CleaveError(ErrorCode.INTERNAL, `stage ${k} reads '${name}', which no earlier stage produced`);
-        stageFeeds[name] = t;
+  return (await measurePlansSeconds([stageModels], feeds, opts))[0]!;
+}
+
+/**
+ * measureStageSeconds for several plans at once, side by side: every stage of every plan is loaded,
+ * and the timed runs go round all of them in turn, so that a burst of a neighbour on this VM (they
+ * last 100s of ms) lands on every candidate alike instead of on the one being timed, and the plans
+ * compare fairly. seconds[plan][stage], each the fastest of its runs.
+ */
+export async function measurePlansSeconds(plans: readonly (readonly onnx.IModelProto[])[], feeds: Record<string, Feed>, opts: StageTimeOptions = {}): Promise<number[][]> {
+  const runs = Math.max(1, opts.runs ?? 7);
+  const zero = await zeroFeeds(feeds);
+  const loaded: { s: InferenceSession; feeds: Record<string, Tensor> }[][] = [];
+  try {
+    for (const [pi, stageModels] of plans.entries()) {
+      const available: Record<string, Tensor> = { ...zero };
+      const stages: { s: InferenceSession; feeds: Record<string, Tensor> }[] = [];
+      loaded.push(stages);
+      for (const [k, m] of stageModels.entries()) {
+        const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, ...STAGE_SESSION_OPTIONS }, `timing of stage ${k}${plans.length > 1 ? ` of plan ${pi}` : ''}`);
+        stages.push({ s, feeds: {} });
+        const stageFeeds: Record<string, Tensor> = {};
+        for (const name of s.inputNames) {
+          const t = available[name];
+          if (!t) throw new CleaveError(ErrorCode.INTERNAL, `stage ${k} reads '${name}', which no earlier stage produced`);
+          stageFeeds[name] = t;
+        }
+        stages[k]!.feeds = stageFeeds;
+        Object.assign(available, await s.run(stageFeeds)); // also the warm-up
       }
-      const first = await s.run(stageFeeds);
-      Object.assign(available, first);
-      const times: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const t0 = performance.now();
-        await s.run(stageFeeds);
-        times.push((performance.now() - t0) / 1000);
-      }
-      out.push(Math.min(...times));
-    } finally {
-      await s.release();
     }
+    const best = loaded.map((stages) => stages.map(() => Infinity));
+    for (let r = 0; r < runs; r++) {
+      for (const [pi, stages] of loaded.entries()) {
+        for (const [k, { s, feeds: f }] of stages.entries()) {
+          const t0 = performance.now();
+          await s.run(f);
+          best[pi]![k] = Math.min(best[pi]![k]!, (performance.now() - t0) / 1000);
+        }
+      }
+    }
+    return best;
+  } finally {
+    for (const s of loaded.flat()) await s.s.release();
   }
-  return out;
 }

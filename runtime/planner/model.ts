@@ -336,6 +336,16 @@ export interface Evaluation {
   order: number[];
 }
 
+/** Bytes crossing each cut k (after k nodes) when the graph runs in `order` (node indices, every node once). */
+export function crossingInOrder(g: PlannerGraph, order: readonly number[]): Float64Array {
+  const posOf = new Int32Array(g.ids.length).fill(-1);
+  order.forEach((j, p) => { posOf[j] = p; });
+  const units = g.units.map((u) => ({
+    ...u, producer: posOf[u.producer], lastConsumer: Math.max(...u.consumers.map((q) => posOf[q])),
+  }));
+  return crossingBytes(order.length, units);
+}
+
 /**
  * Prices stages in the plan's own order. Stage time = compute + receive input cut + send output cut
  * (the executor does all three per request); with replicas the stage's rate is Σ 1/time of each
@@ -355,13 +365,7 @@ export function evaluateStages(g: PlannerGraph, c: Cluster, stages: readonly Sta
     }
     bounds.push(order.length);
   });
-  const n = order.length;
-  const posOf = new Int32Array(g.ids.length).fill(-1);
-  order.forEach((j, p) => { posOf[j] = p; });
-  const units = g.units.map((u) => ({
-    ...u, producer: posOf[u.producer], lastConsumer: Math.max(...u.consumers.map((q) => posOf[q])),
-  }));
-  const cross = crossingBytes(n, units);
+  const cross = crossingInOrder(g, order);
   const preds: StagePrediction[] = [];
   let latency = 0;
   let bottleneck = -1;
