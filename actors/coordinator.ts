@@ -161,7 +161,9 @@ const actor: ActorFactory = (ctx) => {
         measuredBottleneckMs: measured.map(ms),
         chosen: winner,
       });
-      return candidates[winner]!;
+      if (winner === 0) return best!.plan;
+      const chosen = candidates[winner]!;
+      return { ...chosen, explanation: `${chosen.explanation} Chosen by timing it beside the plan from corrected node times: bottleneck ${ms(measured[winner]!)} ms against ${ms(measured[0]!)} ms.` };
     } catch (e) {
       ctx.log.warn('could not time alternative cuts; keeping the refined plan', { error: String(e) });
       return best!.plan;

@@ -73,6 +73,7 @@ test('planner refine - cut alternatives: cuts near the plan’s that carry clear
   assert.deepEqual(alts.map((p) => p.stages.map((s) => s.nodes.length)), [[11, 9]]);
   assert.deepEqual(alts[0]!.stages.map((s) => s.executor), base.stages.map((s) => s.executor));
   assert.equal(alts[0]!.stages[1]!.predicted.inputBytes, 1e4);
+  assert.match(alts[0]!.explanation, /the cut after stage 0 moved to carry 0\.01 MB instead of 1\.00 MB/);
   assert.ok(Math.abs(alts[0]!.predicted.bottleneckSeconds - 0.11001) < 1e-6, String(alts[0]!.predicted.bottleneckSeconds));
   // A wider slack reaches the 1 kB cut too: both are on the (bytes, bottleneck) front, fewest bytes first.
   assert.deepEqual(cutAlternatives(req, base, { slack: 0.5 }).map((p) => p.stages[0]!.nodes.length), [14, 11]);

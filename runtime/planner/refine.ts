@@ -112,11 +112,14 @@ export function cutAlternatives(req: PlanRequest, base: Plan, opts: CutAlternati
     for (const f of found) if (front.length === 0 || f.bottleneck < front[front.length - 1]!.bottleneck) front.push(f);
     perCut.push(spread(front, count).map((f) => f.b));
   }
+  const mb = (x: number) => `${(x / 1e6).toFixed(2)} MB`;
   const out: Plan[] = [];
   for (let k = 0; out.length < count && perCut.some((c) => k < c.length); k++) {
-    for (const c of perCut) {
+    for (const [ci, c] of perCut.entries()) {
       if (k >= c.length || out.length >= count) continue;
-      const plan = buildPlan(p, assign(c[k]!), base.algorithm, `${base.algorithm}, one cut moved to carry fewer bytes (a candidate to measure).`);
+      const b = c[k]!;
+      const why = `${base.algorithm}: the cut after stage ${ci} moved to carry ${mb(cross[b[ci + 1]!]!)} instead of ${mb(cross[bounds[ci + 1]!]!)} (a candidate to measure).`;
+      const plan = buildPlan(p, assign(b), base.algorithm, why);
       if (validatePlan(plan, p).ok) out.push(plan);
     }
   }
