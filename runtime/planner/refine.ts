@@ -5,7 +5,7 @@
 import type { PartitionGraph } from '../../protocols/graph.js';
 import type { Plan } from '../../protocols/plan.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
-import { crossingInOrder, evaluateStages, type StageAssignment } from './model.js';
+import { crossingInOrder, evaluateStages, transferSeconds, type StageAssignment } from './model.js';
 import { coreShare } from './hosts.js';
 import { buildPlan, definePlanningProblem, type PlanRequest } from './planner.js';
 import { validatePlan } from './validate.js';
@@ -95,16 +95,40 @@ export function cutAlternatives(req: PlanRequest, base: Plan, opts: CutAlternati
     nodes: ids.slice(b[i], b[i + 1]),
     ...(s.replicaExecutors?.length ? { replicaExecutors: s.replicaExecutors } : {}),
   }));
-  const limit = evaluateStages(p.graph, p.cluster, assign(bounds)).bottleneckSeconds * (1 + slack);
+  const baseEval = evaluateStages(p.graph, p.cluster, assign(bounds));
+  const limit = baseEval.bottleneckSeconds * (1 + slack);
+  // Moving cut i changes only stages i-1 and i: they are priced here as evaluateStages prices them
+  // (compute from a work prefix along the plan's order, the transfers of the cuts at their ends, rate
+  // summed over replicas), the others keep their time; buildPlan prices the chosen plans in full.
+  const work = new Float64Array(ids.length + 1);
+  (order as number[]).forEach((j, k) => { work[k + 1] = work[k]! + p.graph.work[j]!; });
+  const exec = (id: string) => p.cluster.byId.get(id)!;
+  const stageSeconds = (si: number, from: number, to: number): number => {
+    const s = base.stages[si]!;
+    const prev = si > 0 ? exec(base.stages[si - 1]!.executor) : undefined;
+    const next = si < base.stages.length - 1 ? exec(base.stages[si + 1]!.executor) : undefined;
+    let rate = 0;
+    for (const id of [s.executor, ...(s.replicaExecutors ?? [])]) {
+      const e = exec(id);
+      const t = (work[to]! - work[from]!) / e.speed
+        + (prev ? transferSeconds(p.cluster, prev.index, e.index, cross[from]!) : 0)
+        + (next ? transferSeconds(p.cluster, e.index, next.index, cross[to]!) : 0);
+      rate += 1 / t;
+    }
+    return 1 / rate;
+  };
   const perCut: number[][][] = [];
   for (let i = 1; i < base.stages.length; i++) {
+    let others = 0;
+    baseEval.stages.forEach((st, si) => { if (si !== i - 1 && si !== i) others = Math.max(others, st.stageSeconds); });
     const found: { b: number[]; bytes: number; bottleneck: number }[] = [];
     for (let q = bounds[i - 1]! + 1; q < bounds[i + 1]!; q++) {
       if (q === bounds[i] || !(cross[q]! <= (1 - saving) * cross[bounds[i]!]!) || cross[bounds[i]!] === 0) continue;
+      const bottleneck = Math.max(others, stageSeconds(i - 1, bounds[i - 1]!, q), stageSeconds(i, q, bounds[i + 1]!));
+      if (bottleneck > limit) continue;
       const b = [...bounds];
       b[i] = q;
-      const ev = evaluateStages(p.graph, p.cluster, assign(b));
-      if (ev.bottleneckSeconds <= limit) found.push({ b, bytes: cross[q]!, bottleneck: ev.bottleneckSeconds });
+      found.push({ b, bytes: cross[q]!, bottleneck });
     }
     // Pareto front: fewer bytes first; keep one only when it predicts better than all with fewer bytes.
     found.sort((x, y) => x.bytes - y.bytes || x.bottleneck - y.bottleneck);
