@@ -11,7 +11,7 @@ import type { PartitionGraph } from '../protocols/graph.js';
 import type { ExecutorProfile, LinkTable, Plan, Objective } from '../protocols/plan.js';
 import { agrees, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
 import { coreShare } from '../runtime/planner/hosts.js';
-import { buildDeployment, linksFromRoster, profilesFromRoster, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
+import { buildDeployment, linksFromRoster, profilesFromRoster, setStageDomains, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
 import { saveDeployment } from '../runtime/pipeline/store.js';
 import { ensureStageConsumer } from '../runtime/executor/stage-server.js';
 import { measureNatsLink } from '../runtime/pipeline/link-probe.js';
@@ -92,6 +92,8 @@ const actor: ActorFactory = (ctx) => {
       ...(typeof req.ackWaitMs === 'number' ? { ackWaitMs: req.ackWaitMs } : {}),
       ...(typeof req.maxDeliver === 'number' ? { maxDeliver: req.maxDeliver } : {}),
     });
+    // Which hosts each stage runs on, so that producers send small frames inline across hosts.
+    setStageDomains(d, executors);
     await saveDeployment(ctx.nc, d);
     for (const s of d.stages) await ensureStageConsumer(ctx, d, s.index);
     await Promise.all(d.stages.flatMap((s) => s.executors.map((e) => assign(d, s.index, e))));
@@ -220,6 +222,7 @@ const actor: ActorFactory = (ctx) => {
             ctx.log.warn('could not assign a joining executor', { executor: a.id, error: String(e) });
           }
         }
+        if (setStageDomains(d, roster)) changed = true;
         if (changed) await saveDeployment(ctx.nc, d);
       }
     } finally {

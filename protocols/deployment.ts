@@ -21,6 +21,11 @@ export interface DeployedStage {
   forward: string[];
   /** Executors serving this stage (one durable consumer shared by all). */
   executors: string[];
+  /**
+   * Shared-memory domains of those executors (one per host; executors without a pool add none), for
+   * producers choosing how to send this stage its input (runtime/shm/route.ts). Absent: not known.
+   */
+  domains?: string[];
   predicted?: StagePrediction;
 }
 
@@ -51,6 +56,9 @@ export interface WorkMeta {
   stage: number;
   /** Subject the final result goes to. */
   reply: string;
+  /** The caller's shared-memory domain, null when it has no pool (how the last stage sends it the
+   *  result: runtime/shm/route.ts); absent when not known. */
+  replyDomain?: string | null;
   /** Caller's sequence number, for restoring order. */
   seq: number;
   /** When the caller sent it (ms since epoch). */

@@ -99,31 +99,61 @@ test('pipeline - PP-OCRv4 det across three executor processes equals single-proc
   }
 });
 
-test('pipeline - stages on two hosts (two shared-memory domains) fetch each other\'s frames over NATS; losing a host loses no request', async () => {
+test('pipeline - stages on two hosts (two shared-memory domains): small frames cross inline, large ones are fetched over NATS; losing a host loses no request', async () => {
   const other = mkdtempSync(join(tmpdir(), 'cleave-otherhost-'));
   onCleanup(() => rmSync(other, { recursive: true, force: true }));
   await dep.addActor(Role.EXECUTOR, 'executor-far', { CLEAVE_SHM_DIR: other });
-  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 160, 160] }, replicas: 'none', constraints: { boundaries: [300] }, maxStages: 2, executors: ['executor-1', 'executor-far'], ackWaitMs: 2000 });
+  const stats = (id: string) => controlRequest<{ sentShared?: number; sentInline?: number }>(nc, Role.EXECUTOR, id, { type: 'stats' });
+  // 160x160: every frame is under the inline limit (input 0.3 MB, cut ~0.5 MB, result 0.1 MB). Within
+  // a host it goes through the pool; to a reader on the other host, inline.
+  {
+    const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 160, 160] }, replicas: 'none', constraints: { boundaries: [300] }, maxStages: 2, executors: ['executor-1', 'executor-far'] });
+    const c = await InferenceClient.open(nc, d.run, { maxInFlight: 3, timeoutMs: 90_000 });
+    try {
+      const far = d.stages.findIndex((s) => s.executors[0] === 'executor-far');
+      assert.ok(far >= 0);
+      assert.deepEqual(d.stages.map((s) => s.domains!.length), [1, 1]);
+      assert.notDeepEqual(d.stages[0]!.domains, d.stages[1]!.domains);
+      await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 160, 160] }, c);
+      const [s1, sFar] = [await stats('executor-1'), await stats('executor-far')];
+      // The far executor's readers (executor-1, or the client) are all on this host: inline.
+      assert.deepEqual([sFar.sentShared, sFar.sentInline], [0, 4]);
+      if (far === 0) {
+        assert.deepEqual(c.sent, { sharedMemory: 0, inline: 4 });
+        assert.deepEqual([s1.sentShared, s1.sentInline], [4, 0], 'the last stage shares a host with the client');
+      } else {
+        assert.deepEqual(c.sent, { sharedMemory: 4, inline: 0 });
+        assert.deepEqual([s1.sentShared, s1.sentInline], [0, 4], 'stage 0 sends to the other host');
+      }
+    } finally {
+      await c.close();
+      await undeploy(nc, d.run);
+    }
+  }
+  // 640x640: the input (4.9 MB) and the cut (~8.6 MB) stay in their producer's pool and the executor
+  // on the other host fetches what it reads.
+  const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, 640, 640] }, replicas: 'none', constraints: { boundaries: [300] }, maxStages: 2, executors: ['executor-1', 'executor-far'], ackWaitMs: 2000 });
   const c = await InferenceClient.open(nc, d.run, { maxInFlight: 3, timeoutMs: 90_000 });
   try {
     assert.deepEqual(d.stages.map((s) => s.executors.length), [1, 1]);
     assert.ok(d.stages.some((s) => s.executors[0] === 'executor-far'));
-    await runAll(d, OCR_DET_MODEL, 4, { x: [1, 3, 160, 160] }, c);
-    // Every frame sits in its producer's pool; the executor on the other host fetched what it read.
-    assert.deepEqual(c.sent, { sharedMemory: 4, inline: 0 });
-    // Then the other host goes down with frames in its memory: the stage after it cannot read them,
-    // the requests fail at that stage, the client sends them again, and the coordinator gives the
-    // orphaned stage to an idle executor. Nothing is lost; each request is answered once.
+    await runAll(d, OCR_DET_MODEL, 2, { x: [1, 3, 640, 640] }, c);
+    assert.deepEqual(c.sent, { sharedMemory: 2, inline: 0 });
+    const stage0 = await stats(d.stages[0]!.executors[0]!);
+    assert.ok(stage0.sentShared! >= 2, `stage 0 left its 8.6 MB outputs in its pool (${JSON.stringify(stage0)})`);
+    // Then the other host goes down with work in flight: the requests fail at that stage or go back to
+    // its queue, the client sends failed ones again, and the coordinator gives the orphaned stage to an
+    // idle executor. Nothing is lost; each request is answered once.
     const farStage = d.stages.findIndex((s) => s.executors[0] === 'executor-far');
-    const inputs = Array.from({ length: 24 }, (_, i) => sampleInputs(d.inputs, { x: [1, 3, 160, 160] }, 50 + i));
+    const inputs = Array.from({ length: 16 }, (_, i) => sampleInputs(d.inputs, { x: [1, 3, 640, 640] }, 50 + i));
     const pending = inputs.map((x) => c.infer(x));
     await Promise.race(pending); // mid-run: the first answer is back, the rest are in flight
     process.kill(dep.actors.find((a) => a.id === 'executor-far')!.pid, 'SIGKILL');
     const results = await Promise.all(pending);
-    assert.equal(new Set(results.map((r) => r.req)).size, 24);
+    assert.equal(new Set(results.map((r) => r.req)).size, 16);
     const takenOver = results.filter((r) => r.hops.find((h) => h.stage === farStage)!.executor !== 'executor-far');
     assert.ok(takenOver.length > 0, 'requests in flight at the loss were served by the executor that took the stage over');
-    for (const i of [0, 23]) assertClose(results[i]!.outputs, await reference(OCR_DET_MODEL, inputs[i]!));
+    for (const i of [0, 15]) assertClose(results[i]!.outputs, await reference(OCR_DET_MODEL, inputs[i]!));
   } finally {
     await c.close();
     await undeploy(nc, d.run).catch(() => {});

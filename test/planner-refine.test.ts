@@ -80,6 +80,7 @@ test('planner refine - cut alternatives: cuts near the plan’s that carry clear
   assert.deepEqual(cutAlternatives(req, base, { slack: 0.5, count: 1 }).map((p) => p.stages[0]!.nodes.length), [14]);
   // None when no cheaper cut is close enough, or the one that is would break a memory cap.
   assert.deepEqual(cutAlternatives(req, base, { slack: 0.05 }), []);
+  assert.deepEqual(cutAlternatives({ ...req, constraints: { boundaries: ['n9'] } }, base), [], 'a manual boundary stays where it was put');
   const capped = { ...req, graph: chain(Array(20).fill(0.01), (i) => small.get(i) ?? 1e6), executors: executors.map((e) => ({ ...e })) };
   capped.graph.nodes.forEach((n) => { n.paramBytes = 1e5; });
   const cappedBase = plan({ ...capped, executors: capped.executors.map((e) => ({ ...e, memoryBytes: 1e5 * 10 + 2e6 })) });

@@ -106,6 +106,8 @@ export interface StageRunRequest {
   forward: string[];
   /** Write what is sent on into the shared-memory pool (needs `shmDir`); else return it. */
   toShm: boolean;
+  /** With toShm: outputs of fewer bytes come back as tensors all the same (sent inline). */
+  shmMinBytes?: number;
 }
 
 /** Test hooks, not API. */
@@ -323,7 +325,7 @@ export class OrtRunner {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.dispatch({ type: 'stage', id: this.nextId++, input, forward: [...req.forward], toShm: req.toShm }, transfer, wire);
+    return this.dispatch({ type: 'stage', id: this.nextId++, input, forward: [...req.forward], toShm: req.toShm, ...(req.shmMinBytes ? { shmMinBytes: req.shmMinBytes } : {}) }, transfer, wire);
   }
 
   /** Posts a run or stage job, settled by the worker's reply to its id. */

@@ -49,6 +49,8 @@ export interface StageJob {
   input: { tensors: WireTensor[] } | { frame: Uint8Array; ref: ShmRef } | { shm: ShmRef };
   forward: string[];
   toShm: boolean;
+  /** With toShm: outputs of fewer bytes go back as tensors (to be sent inline) all the same. */
+  shmMinBytes?: number;
 }
 
 export type StageOutput = { tensors: WireTensor[] } | { shm: ShmRef };
@@ -196,7 +198,7 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
       if (t) forward[name] = t;
     }
     for (const t of Object.values(forward)) outBytes += byteLength(t);
-    if (m.toShm && pool) {
+    if (m.toShm && pool && outBytes >= (m.shmMinBytes ?? 0)) {
       out = { shm: pool.writeFrame(forward) };
     } else {
       out = { tensors: Object.entries(forward).map(([name, t]) => ({ name, ...t })) };

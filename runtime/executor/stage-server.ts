@@ -10,6 +10,7 @@ import { decodeFrame } from '../../protocols/tensor-codec.js';
 import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
 import { fetchShmBytes } from '../shm/remote.js';
+import { sharedMemoryMinBytes } from '../shm/route.js';
 import type { Span } from '@opentelemetry/api';
 import { consumerSpan, injectTrace } from '../tracing.js';
 import type { ActorContext } from '../actor/host.js';
@@ -21,6 +22,9 @@ export interface StageStats {
   computeMs: number;
   inBytes: number;
   outBytes: number;
+  /** Messages sent on with their tensors in this host's shared-memory pool, and inline. */
+  sentShared: number;
+  sentInline: number;
   since: number;
 }
 
@@ -61,7 +65,7 @@ export async function ensureStageConsumer(ctx: Pick<ActorContext, 'jsm'>, d: Dep
 }
 
 export class StageServer {
-  readonly stats: StageStats = { served: 0, failed: 0, computeMs: 0, inBytes: 0, outBytes: 0, since: Date.now() };
+  readonly stats: StageStats = { served: 0, failed: 0, computeMs: 0, inBytes: 0, outBytes: 0, sentShared: 0, sentInline: 0, since: Date.now() };
   private stopped = false;
   private loops: Promise<void>[] = [];
   private readonly stage: DeployedStage;
@@ -186,10 +190,15 @@ export class StageServer {
     // Into this host's pool whenever it has room: a reader here reads the file, a reader elsewhere
     // fetches it over core NATS, which moves multi-MB frames at 2-3x what a stored message does.
     const toShm = shm !== undefined && shm.pool.hasRoom();
+    // Small outputs go inline when nobody who reads them shares this host (runtime/shm/route.ts): the
+    // next stage's executors, or the caller for the last stage. The deployment this executor was
+    // given may predate a replica's arrival; either way of sending is correct, only slower.
+    const consumers = last ? (meta.replyDomain === undefined ? undefined : meta.replyDomain === null ? [] : [meta.replyDomain]) : this.deployment.stages[this.stage.index + 1]!.domains;
+    const shmMinBytes = shm ? sharedMemoryMinBytes(shm.pool.domain, consumers) : 0;
     let r: StageRunResult;
     const t0 = performance.now();
     try {
-      r = await this.runner.runStage({ input, forward: this.stage.forward, toShm });
+      r = await this.runner.runStage({ input, forward: this.stage.forward, toShm, ...(shmMinBytes ? { shmMinBytes } : {}) });
     } catch (e) {
       const err = asCleaveError(e);
       // A crashed worker is this executor's problem, not the request's: hand the request back (a replica,
@@ -235,6 +244,8 @@ export class StageServer {
     this.stats.computeMs += computeMs;
     this.stats.inBytes += inBytes;
     this.stats.outBytes += outRef?.bytes ?? r.outBytes;
+    if (outRef) this.stats.sentShared++;
+    else this.stats.sentInline++;
   }
 
   /**

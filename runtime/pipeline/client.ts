@@ -6,11 +6,12 @@ import { headers as natsHeaders, type NatsConnection, type Subscription } from '
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { checkInputs, dedupId, resultSubject, workSubject, type Deployment, type Hop, type WorkMeta } from '../../protocols/deployment.js';
-import { decodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
+import { byteLength, decodeFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { publishWork, readShmTensors, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import { ShmPool } from '../shm/pool.js';
 import { BufferPool } from '../shm/buffers.js';
 import { serveShmReads } from '../shm/remote.js';
+import { viaSharedMemory } from '../shm/route.js';
 import { injectTrace, producerSpan } from '../tracing.js';
 import { loadDeployment } from './store.js';
 
@@ -243,13 +244,14 @@ export class InferenceClient {
   private async send(reqId: string, p: Pending): Promise<void> {
     p.attempts++;
     const d = this.deployment;
-    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, seq: p.seq, sentAt: p.sentAt, hops: [] };
+    const meta: WorkMeta = { req: reqId, run: d.run, epoch: d.epoch, stage: 0, reply: this.resultSubject, replyDomain: this.shm?.pool.domain ?? null, seq: p.seq, sentAt: p.sentAt, hops: [] };
     const subject = workSubject(d.run, d.epoch, 0);
     await producerSpan(subject, async (span) => {
       const h = natsHeaders();
       injectTrace(h, span);
       const pool = this.shm?.pool;
-      const tensors = pool && pool.hasRoom() ? { shm: pool.writeFrame(p.inputs) } : { tensors: p.inputs };
+      const bytes = Object.values(p.inputs).reduce((a, t) => a + byteLength(t), 0);
+      const tensors = pool && pool.hasRoom() && viaSharedMemory(bytes, pool.domain, d.stages[0]!.domains) ? { shm: pool.writeFrame(p.inputs) } : { tensors: p.inputs };
       await publishWork(this.nc, this.js, subject, meta as unknown as Record<string, unknown>, tensors, { headers: h, msgID: dedupId(reqId, d.epoch, 0), ...(pool ? { pool } : {}) });
       if ('shm' in tensors) this.sent.sharedMemory++;
       else this.sent.inline++;

@@ -92,6 +92,27 @@ export function buildDeployment(args: {
 }
 
 /**
+ * Sets each stage's `domains`: the shared-memory domains of its executors in `roster` (executors
+ * without a pool, or not in the roster, add none). Returns true when any stage's list changed.
+ */
+export function setStageDomains(d: Deployment, roster: readonly ActorRecord[]): boolean {
+  const domainOf = new Map<string, string>();
+  for (const a of roster) {
+    const dom = (a.capabilities as { shmDomain?: unknown }).shmDomain;
+    if (typeof dom === 'string') domainOf.set(a.id, dom);
+  }
+  let changed = false;
+  for (const s of d.stages) {
+    const domains = [...new Set(s.executors.map((e) => domainOf.get(e)).filter((x): x is string => x !== undefined))].sort();
+    if (JSON.stringify(domains) !== JSON.stringify(s.domains)) {
+      s.domains = domains;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/**
  * The stage an extra executor helps most: the one with the longest predicted time per request once
  * divided among its live executors; a stage left with no live executor comes first.
  */
