@@ -11,6 +11,8 @@ import { ShmPool } from '../runtime/shm/pool.js';
 import { fetchShmFrame, releaseRemoteShm, serveShmReads } from '../runtime/shm/remote.js';
 import { tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
+import { followStageDomains, loadDeployment, saveDeployment } from '../runtime/pipeline/store.js';
+import type { Deployment } from '../protocols/deployment.js';
 
 const server = await suiteServer();
 const producerConn = await suiteConnection(server.url);
@@ -66,4 +68,21 @@ test('shm remote - a malformed read is answered with BAD_MESSAGE, and the servic
   const ref = hostA.writeFrame({ t: tensor('float32', [4], new Float32Array([1, 2, 3, 4])) });
   assert.deepEqual(Array.from((await fetchShmFrame(consumerConn, ref)).tensors.t!.data as Float32Array), [1, 2, 3, 4]);
   hostA.release(ref);
+});
+
+test('shm remote - a producer\'s copy of a deployment follows the stage domains of its record', async () => {
+  const d = { run: 'follow-test', epoch: 1, stages: [{ index: 0, executors: ['e1'], domains: ['A'] }, { index: 1, executors: ['e2'], domains: ['A'] }] } as unknown as Deployment;
+  await saveDeployment(producerConn, d);
+  const copy = await loadDeployment(consumerConn, d.run);
+  const stop = followStageDomains(consumerConn, copy, 50);
+  try {
+    d.stages[1]!.executors.push('e3');
+    d.stages[1]!.domains = ['A', 'B'];
+    await saveDeployment(producerConn, d);
+    for (let i = 0; i < 100 && copy.stages[1]!.domains!.length < 2; i++) await sleep(20);
+    assert.deepEqual(copy.stages.map((s) => s.domains), [['A'], ['A', 'B']]);
+    assert.deepEqual(copy.stages[1]!.executors, ['e2'], 'only the domains are followed');
+  } finally {
+    stop();
+  }
 });

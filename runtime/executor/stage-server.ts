@@ -10,6 +10,7 @@ import { decodeFrame } from '../../protocols/tensor-codec.js';
 import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
 import { fetchShmBytes } from '../shm/remote.js';
+import { followStageDomains } from '../pipeline/store.js';
 import { sharedMemoryMinBytes } from '../shm/route.js';
 import type { Span } from '@opentelemetry/api';
 import { consumerSpan, injectTrace } from '../tracing.js';
@@ -84,8 +85,12 @@ export class StageServer {
     return this.stage.index;
   }
 
+  private stopFollowing?: () => void;
+
   async start(): Promise<void> {
     await ensureStageConsumer(this.ctx, this.deployment, this.stage.index);
+    // Where the next stage's executors are changes as they join and leave: it decides how outputs go.
+    this.stopFollowing = followStageDomains(this.ctx.nc, this.deployment);
     const consumer = await this.ctx.js.consumers.get(Stream.WORK, workDurable(this.deployment.run, this.deployment.epoch, this.stage.index));
     const slots = this.options.slots ?? 2;
     // One pull per slot, one message at a time: large pull buffers collapse throughput on MB messages,
@@ -133,6 +138,7 @@ export class StageServer {
   /** Stops pulling; resolves when the requests in hand are done (published and acked, or nak'ed). */
   async drain(): Promise<void> {
     this.stopped = true;
+    this.stopFollowing?.();
     await Promise.allSettled(this.loops);
   }
 

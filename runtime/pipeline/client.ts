@@ -13,7 +13,7 @@ import { BufferPool } from '../shm/buffers.js';
 import { serveShmReads } from '../shm/remote.js';
 import { viaSharedMemory } from '../shm/route.js';
 import { injectTrace, producerSpan } from '../tracing.js';
-import { loadDeployment } from './store.js';
+import { followStageDomains, loadDeployment } from './store.js';
 
 export interface InferenceResult {
   req: string;
@@ -75,7 +75,11 @@ export class InferenceClient {
     private readonly shm?: { pool: ShmPool; reads: Subscription },
   ) {
     this.js = jetstream(nc);
+    // Where stage 0's executors are decides how inputs go (runtime/shm/route.ts); it changes as they come and go.
+    this.stopFollowing = followStageDomains(nc, deployment);
   }
+
+  private readonly stopFollowing: () => void;
 
   static async open(nc: NatsConnection, run: string, options: InferenceClientOptions = {}): Promise<InferenceClient> {
     const d = await loadDeployment(nc, run);
@@ -271,6 +275,7 @@ export class InferenceClient {
   }
 
   async close(): Promise<void> {
+    this.stopFollowing();
     this.sub?.unsubscribe();
     this.shm?.reads.unsubscribe();
     for (const [, p] of this.pending) {

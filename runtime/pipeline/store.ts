@@ -65,3 +65,27 @@ export async function loadDeployment(nc: NatsConnection, run: string, epoch?: nu
   if (!entry || entry.operation !== 'PUT') throw new CleaveError(ErrorCode.BAD_ARGUMENT, `run '${run}' has no epoch ${e}`);
   return JSON.parse(entry.string()) as Deployment;
 }
+
+/**
+ * Keeps the `domains` of `d`'s stages up to date from the deployment record every `intervalMs`
+ * (executors join and leave while a deployment runs; producers choose how to send by them, see
+ * runtime/shm/route.ts). A failed read keeps the last known lists. Returns a function that stops it.
+ */
+export function followStageDomains(nc: NatsConnection, d: Deployment, intervalMs = 5000): () => void {
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    loadDeployment(nc, d.run, d.epoch)
+      .then((fresh) => {
+        for (const s of d.stages) {
+          const domains = fresh.stages[s.index]?.domains;
+          if (domains) s.domains = domains;
+        }
+      })
+      .catch(() => {})
+      .finally(() => (busy = false));
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
