@@ -78,9 +78,10 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     const d = await deployModelFile(nc, OCR_DET_MODEL, { inputs: { x: [1, 3, size, size] }, executors: ['executor-1', 'executor-2'], replicas: 'none', maxStages: 2 });
     // The baseline runs in a process of its own, started like an executor (same malloc settings).
     // Two baseline processes, each round running both: here a two-thread onnxruntime process runs in
-    // one of two modes for its whole life, ~34 req/s at ~58 ms CPU per request or ~24 req/s at ~84 ms
-    // (both threads busy, nothing else running; seen with and without Cleave's malloc settings). The
-    // faster process is the baseline, so a slow-mode baseline cannot flatter the pipeline.
+    // one of two modes, ~34 req/s at ~58 ms CPU per request or ~24 req/s at ~84 ms (both threads busy,
+    // nothing else running; with and without Cleave's malloc settings or huge pages), usually for
+    // minutes, once switching within a process. The faster process is the baseline, so a slow-mode
+    // baseline is less likely to flatter the pipeline.
     const monos = [await MonolithicProcess.start(OCR_DET_MODEL, size, 2), await MonolithicProcess.start(OCR_DET_MODEL, size, 2)];
     const client = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 300_000 });
     await runPipeline(client, 4, input); // warm-up: sessions' first runs, JIT, connections

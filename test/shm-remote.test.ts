@@ -74,7 +74,7 @@ test('shm remote - a producer\'s copy of a deployment follows the stage domains 
   const d = { run: 'follow-test', epoch: 1, stages: [{ index: 0, executors: ['e1'], domains: ['A'] }, { index: 1, executors: ['e2'], domains: ['A'] }] } as unknown as Deployment;
   await saveDeployment(producerConn, d);
   const copy = await loadDeployment(consumerConn, d.run);
-  const stop = followStageDomains(consumerConn, copy, 50);
+  const stop = followStageDomains(consumerConn, copy);
   try {
     d.stages[1]!.executors.push('e3');
     d.stages[1]!.domains = ['A', 'B'];

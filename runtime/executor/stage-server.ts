@@ -197,8 +197,7 @@ export class StageServer {
     // fetches it over core NATS, which moves multi-MB frames at 2-3x what a stored message does.
     const toShm = shm !== undefined && shm.pool.hasRoom();
     // Small outputs go inline when nobody who reads them shares this host (runtime/shm/route.ts): the
-    // next stage's executors, or the caller for the last stage. The deployment this executor was
-    // given may predate a replica's arrival; either way of sending is correct, only slower.
+    // next stage's executors (followed from the deployment record), or the caller for the last stage.
     const consumers = last ? (meta.replyDomain === undefined ? undefined : meta.replyDomain === null ? [] : [meta.replyDomain]) : this.deployment.stages[this.stage.index + 1]!.domains;
     const shmMinBytes = shm ? sharedMemoryMinBytes(shm.pool.domain, consumers) : 0;
     let r: StageRunResult;

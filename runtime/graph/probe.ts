@@ -196,14 +196,13 @@ export async function measurePlansSeconds(plans: readonly (readonly onnx.IModelP
       loaded.push(stages);
       for (const [k, m] of stageModels.entries()) {
         const s = await session(encodeModel(m), { intraOpNumThreads: opts.threads ?? 1, ...STAGE_SESSION_OPTIONS }, `timing of stage ${k}${plans.length > 1 ? ` of plan ${pi}` : ''}`);
-        stages.push({ s, feeds: {} });
         const stageFeeds: Record<string, Tensor> = {};
+        stages.push({ s, feeds: stageFeeds }); // listed before anything can throw: released in finally
         for (const name of s.inputNames) {
           const t = available[name];
           if (!t) throw new CleaveError(ErrorCode.INTERNAL, `stage ${k} reads '${name}', which no earlier stage produced`);
           stageFeeds[name] = t;
         }
-        stages[k]!.feeds = stageFeeds;
         Object.assign(available, await s.run(stageFeeds)); // also the warm-up
       }
     }

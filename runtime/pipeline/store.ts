@@ -2,7 +2,8 @@
 // every load), deployment records in the `cleave-plans` KV bucket (`<run>.<epoch>` and `<run>.current`).
 import { createHash } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import type { QueuedIterator } from '@nats-io/nats-core';
 import type { ObjectStore } from '@nats-io/obj';
 import { objectStore } from '../nats/objects.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
@@ -67,25 +68,34 @@ export async function loadDeployment(nc: NatsConnection, run: string, epoch?: nu
 }
 
 /**
- * Keeps the `domains` of `d`'s stages up to date from the deployment record every `intervalMs`
- * (executors join and leave while a deployment runs; producers choose how to send by them, see
- * runtime/shm/route.ts). A failed read keeps the last known lists. Returns a function that stops it.
+ * Keeps the `domains` of `d`'s stages up to date with its deployment record (executors join and leave
+ * while a deployment runs; producers choose how to send by them, see runtime/shm/route.ts): a KV watch
+ * of the record, so a change arrives when it is saved and nothing is read while nothing changes. If the
+ * watch fails the last known lists stay. Returns a function that stops it.
  */
-export function followStageDomains(nc: NatsConnection, d: Deployment, intervalMs = 5000): () => void {
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    loadDeployment(nc, d.run, d.epoch)
-      .then((fresh) => {
+export function followStageDomains(nc: NatsConnection, d: Deployment): () => void {
+  let stopped = false;
+  let watcher: QueuedIterator<KvWatchEntry> | undefined;
+  void (async () => {
+    try {
+      const kv = await plansBucket(nc);
+      if (stopped) return;
+      watcher = await kv.watch({ key: `${d.run}.${d.epoch}`, ignoreDeletes: true });
+      if (stopped) return watcher.stop();
+      for await (const e of watcher) {
+        if (e.operation !== 'PUT') continue;
+        const fresh = JSON.parse(e.string()) as Deployment;
         for (const s of d.stages) {
           const domains = fresh.stages[s.index]?.domains;
           if (domains) s.domains = domains;
         }
-      })
-      .catch(() => {})
-      .finally(() => (busy = false));
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+      }
+    } catch {
+      // A closed connection or a lost watch: the lists known last stay (either route is correct).
+    }
+  })();
+  return () => {
+    stopped = true;
+    watcher?.stop();
+  };
 }

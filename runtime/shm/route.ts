@@ -12,19 +12,16 @@
 export const REMOTE_INLINE_MAX_BYTES = 2 * 1024 * 1024;
 
 /**
- * True when a frame of `bytes` from a pool of `domain` should go through shared memory, given the
- * shared-memory domains of the processes that may consume it: `undefined` when they are not known
- * (then always the pool: any consumer can fetch it), `[]` when none has a pool.
- */
-export function viaSharedMemory(bytes: number, domain: string, consumerDomains: readonly string[] | undefined): boolean {
-  if (consumerDomains === undefined || consumerDomains.includes(domain)) return true;
-  return bytes >= REMOTE_INLINE_MAX_BYTES;
-}
-
-/**
- * The least bytes a frame needs to go through a pool of `domain`, for consumers of `consumerDomains`
- * (for a producer that learns the frame's size only once it has computed it): 0 or the inline limit.
+ * The least bytes a frame from a pool of `domain` needs to go through that pool, given the
+ * shared-memory domains of the processes that may read it: `undefined` when they are not known (then
+ * always the pool: any reader can fetch it), `[]` when none has a pool. 0 when a reader shares the
+ * host, else the inline limit. For producers that learn a frame's size only once they have computed it.
  */
 export function sharedMemoryMinBytes(domain: string, consumerDomains: readonly string[] | undefined): number {
-  return viaSharedMemory(0, domain, consumerDomains) ? 0 : REMOTE_INLINE_MAX_BYTES;
+  return consumerDomains === undefined || consumerDomains.includes(domain) ? 0 : REMOTE_INLINE_MAX_BYTES;
+}
+
+/** True when a frame of `bytes` should go through the pool (see sharedMemoryMinBytes). */
+export function viaSharedMemory(bytes: number, domain: string, consumerDomains: readonly string[] | undefined): boolean {
+  return bytes >= sharedMemoryMinBytes(domain, consumerDomains);
 }
