@@ -65,8 +65,8 @@ test('cli - up in the foreground stops every process on SIGINT', async (t) => {
     const pids = [...out.matchAll(/^\S+\s+\S+\s+\S+\s+(\d+)\s/gm)].map((m) => Number(m[1]));
     assert.equal(pids.length, 7);
     child.kill('SIGINT');
-    const [code] = await once(child, 'exit');
-    assert.equal(code, 0);
+    const [code, signal] = await once(child, 'exit');
+    assert.equal(code, 0, `exit code ${code}, signal ${signal}\nstdout: ${out}\nstderr: ${err}`);
     assert.match(out, /no process left behind/);
     for (const pid of pids) assert.equal(isAlive(pid), false);
   } finally {
