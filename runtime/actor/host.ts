@@ -1,6 +1,7 @@
 // The actor runtime: one role in one process. Connects, registers and heartbeats in KV, answers control
 // requests, consumes its role's durable inbox, parks what it cannot handle, and drains on SIGTERM/SIGINT.
 import { hostname } from 'node:os';
+import { termTakesReason } from '../nats/pull.js';
 import { jetstream, jetstreamManager, AckPolicy, type JetStreamClient, type JetStreamManager, type JsMsg, type ConsumerMessages } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/nats-core';
@@ -294,7 +295,9 @@ export class ActorHost implements ActorContext {
       h.set(Header.ERROR_CODE, code);
       await this.js.publish(Subject.parked(this.role), m.data, { headers: h });
       await this.publishEvent('parked', { subject: m.subject, code, reason });
-      m.term(reason);
+      // The reason travels with the parked copy; an old server ignores a term that carries one.
+      if (termTakesReason(this.nc)) m.term(reason.slice(0, 200));
+      else m.term();
     } catch (e) {
       // Could not park: leave it to redelivery rather than lose it.
       this.log.error('could not park message; it will be redelivered', { error: String(e) });

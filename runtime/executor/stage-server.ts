@@ -1,7 +1,7 @@
 // Serves one stage of a deployment: pulls the stage's work from its durable consumer (shared by every
 // replica), runs the partition off the main thread, publishes what the next stage needs, and acks only
 // after that publish is safely stored. Failures are reported to the caller with stage and executor.
-import { AckPolicy, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode, asCleaveError, isCleaveError } from '../../protocols/errors.js';
 import { Header, Stream, Subject, Role } from '../../protocols/subjects.js';
@@ -10,6 +10,7 @@ import { decodeFrame } from '../../protocols/tensor-codec.js';
 import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import type { ShmPool, ShmRef } from '../shm/pool.js';
 import { fetchShmBytes } from '../shm/remote.js';
+import { SlotPuller, type PulledMsg } from '../nats/pull.js';
 import { followStageDomains } from '../pipeline/store.js';
 import { sharedMemoryMinBytes } from '../shm/route.js';
 import type { Span } from '@opentelemetry/api';
@@ -67,8 +68,7 @@ export async function ensureStageConsumer(ctx: Pick<ActorContext, 'jsm'>, d: Dep
 
 export class StageServer {
   readonly stats: StageStats = { served: 0, failed: 0, computeMs: 0, inBytes: 0, outBytes: 0, sentShared: 0, sentInline: 0, since: Date.now() };
-  private stopped = false;
-  private loops: Promise<void>[] = [];
+  private puller?: SlotPuller;
   private readonly stage: DeployedStage;
 
   constructor(
@@ -91,33 +91,16 @@ export class StageServer {
     await ensureStageConsumer(this.ctx, this.deployment, this.stage.index);
     // Where the next stage's executors are changes as they join and leave: it decides how outputs go.
     this.stopFollowing = followStageDomains(this.ctx.nc, this.deployment);
-    const consumer = await this.ctx.js.consumers.get(Stream.WORK, workDurable(this.deployment.run, this.deployment.epoch, this.stage.index));
     const slots = this.options.slots ?? 2;
-    // One pull per slot, one message at a time: large pull buffers collapse throughput on MB messages,
-    // and a replica must not hoard work its siblings could take.
-    for (let i = 0; i < slots; i++) {
-      this.loops.push(
-        (async () => {
-          while (!this.stopped) {
-            let m: JsMsg | null = null;
-            try {
-              m = await consumer.next({ expires: 2000 });
-            } catch (e) {
-              if (this.stopped) break;
-              this.ctx.log.warn('pull failed; retrying', { error: String(e) });
-              await new Promise((r) => setTimeout(r, 500));
-              continue;
-            }
-            if (!m) continue;
-            if (this.stopped) {
-              m.nak();
-              break;
-            }
-            await this.handle(m);
-          }
-        })(),
-      );
-    }
+    // One pull request of one message per free slot, on one subscription, the ack asking for the next
+    // (runtime/nats/pull.ts): large pull buffers collapse throughput on MB messages, a replica must not
+    // hoard work its siblings could take, and next() per message cost three extra writes.
+    this.puller = new SlotPuller(this.ctx.nc, Stream.WORK, workDurable(this.deployment.run, this.deployment.epoch, this.stage.index), {
+      slots,
+      onMessage: (m) => this.handle(m),
+      onRefused: (why) => this.ctx.log.warn('pull refused; retrying', { stage: this.stage.index, why }),
+    });
+    this.puller.start();
   }
 
   private reloading: Promise<void> | undefined;
@@ -137,12 +120,11 @@ export class StageServer {
 
   /** Stops pulling; resolves when the requests in hand are done (published and acked, or nak'ed). */
   async drain(): Promise<void> {
-    this.stopped = true;
     this.stopFollowing?.();
-    await Promise.allSettled(this.loops);
+    await this.puller?.drain();
   }
 
-  private async handle(m: JsMsg): Promise<void> {
+  private async handle(m: PulledMsg): Promise<void> {
     this.options.onBegin?.();
     const working = setInterval(() => m.working(), Math.max(1000, this.deployment.ackWaitMs / 3));
     try {
@@ -159,7 +141,7 @@ export class StageServer {
     }
   }
 
-  private async process(m: JsMsg, span: Span): Promise<void> {
+  private async process(m: PulledMsg, span: Span): Promise<void> {
     const waitStart = Number(m.info.timestampNanos) / 1e6;
     const shm = this.options.shm;
     let meta: WorkMeta | undefined;
@@ -258,7 +240,7 @@ export class StageServer {
    * after their message's downstream publish was stored and the message acked, so only a lost ack
    * brings it back. It leaves the queue quietly; the first delivery of a gone frame is a real loss.
    */
-  private alreadyDone(m: JsMsg, e: unknown): boolean {
+  private alreadyDone(m: PulledMsg, e: unknown): boolean {
     if (!(e instanceof CleaveError) || e.code !== ErrorCode.FRAME_GONE || m.info.deliveryCount < 2) return false;
     this.ctx.log.info('redelivered request was already served (its frame is released); dropping it', { subject: m.subject, delivery: m.info.deliveryCount });
     m.term('already served');
@@ -267,7 +249,7 @@ export class StageServer {
 
   /** A request this stage cannot serve: the caller gets an error result naming stage and executor,
    *  the message goes to the dead-letter stream with its reason, and it leaves the queue. */
-  private async deadLetter(m: JsMsg, meta: WorkMeta | undefined, err: CleaveError, ref?: ShmRef): Promise<void> {
+  private async deadLetter(m: PulledMsg, meta: WorkMeta | undefined, err: CleaveError, ref?: ShmRef): Promise<void> {
     this.stats.failed++;
     const error = { code: err.code, message: err.message, stage: this.stage.index, executor: this.ctx.id };
     this.ctx.log.warn('request failed at this stage', { req: meta?.req, ...error });
