@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, RetentionPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { suiteServer, suiteConnection } from './helpers/nats.js';
 import { PullWindow } from '../runtime/nats/pull-window.js';
 import { SlotPuller, parseAckSubject, type PulledMsg } from '../runtime/nats/pull.js';
@@ -72,7 +72,7 @@ const server = await suiteServer();
 const nc = await suiteConnection(server.url);
 const js = jetstream(nc);
 const jsm = await jetstreamManager(nc);
-await jsm.streams.add({ name: 'PULL', subjects: ['pull.>'], retention: 'workqueue' as never });
+await jsm.streams.add({ name: 'PULL', subjects: ['pull.>'], retention: RetentionPolicy.Workqueue });
 
 async function durable(name: string, ackWaitMs = 30_000): Promise<void> {
   await jsm.consumers.add('PULL', { durable_name: name, filter_subject: `pull.${name}`, ack_policy: AckPolicy.Explicit, ack_wait: ackWaitMs * 1_000_000, max_deliver: 5 });
