@@ -81,4 +81,14 @@ test('cli - bad usage gets a typed error and a non-zero exit', async () => {
     return true;
   });
   await assert.rejects(cleave(['frobnicate'], {}), /unknown command 'frobnicate'/);
+  // An option a command does not know is a BAD_ARGUMENT naming the option and the command's usage.
+  await assert.rejects(cleave(['infer', 'm.onnx', '--bogus', '3'], {}), (e: { stderr: string; code: number }) => {
+    assert.match(e.stderr, /^cleave infer: \[BAD_ARGUMENT\] Unknown option '--bogus'.*usage: cleave infer <model> \[--input NAME=d,d,\.\.\.\]/s);
+    assert.equal(e.code, 2);
+    return true;
+  });
+  // --help prints the usage and succeeds, for commands with and without a help option of their own.
+  assert.match((await cleave(['infer', '--help'], {})).stdout, /^usage: cleave infer <model>.*--rate R.*--compare/);
+  assert.match((await cleave(['status', '-h'], {})).stdout, /^usage: cleave status \[--json\]/);
+  assert.match((await cleave(['analyze', '--help'], {})).stdout, /usage: cleave analyze <model\.onnx\|model\.json>/);
 });
