@@ -120,8 +120,20 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     const single = singles[best]!;
     const stageTimes = d.stages.map((s) => {
       const h = hops.filter((x) => x.stage === s.index);
-      return { stage: s.index, computeMs: round(median(h.map((x) => x.computeMs)), 1), waitMs: round(median(h.map((x) => x.waitMs)), 1), inMB: round((h[0]?.inBytes ?? 0) / 1e6), outMB: round((h[0]?.outBytes ?? 0) / 1e6) };
+      return {
+        stage: s.index,
+        computeMs: round(median(h.map((x) => x.computeMs)), 1),
+        // What the deploy's timing predicted for this stage's compute: the cuts are balanced on it, so
+        // a stage that runs slower here than predicted (beside the other stage, under the pipeline's
+        // own overhead) is where the pipeline loses to imbalance rather than to overhead.
+        predictedComputeMs: round((s.predicted?.computeSeconds ?? 0) * 1000, 1),
+        waitMs: round(median(h.map((x) => x.waitMs)), 1),
+        inMB: round((h[0]?.inBytes ?? 0) / 1e6),
+        outMB: round((h[0]?.outBytes ?? 0) / 1e6),
+      };
     });
+    // The slowest stage's compute over the mean stage's: 1 when the cuts balance the stages as run.
+    const computeImbalance = round(Math.max(...stageTimes.map((s) => s.computeMs)) / (stageTimes.reduce((a, s) => a + s.computeMs, 0) / stageTimes.length), 3);
     const sharedMemory = client.sent.sharedMemory > 0;
 
     // onnxruntime alone on each partition (a process of its own, the stage's real input): what of an
@@ -229,6 +241,7 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       ratioAgainstSlowerBaseline: round(median(pipe) / median(singles[1 - best]!), 3),
       sharedMemory,
       stageTimes,
+      computeImbalance,
       // CPU milliseconds per request by process (medians over rounds; /proc ticks of 10 ms, so ±10/n ms).
       cpuMsPerRequest: { pipeline: pipeCpu.perRequest(), monolithic: monoCpus[best]!.perRequest() },
       plan: { stages: d.stages.map((s) => ({ index: s.index, executor: s.executors[0], nodes: d.plan.stages[s.index]!.nodes.length, predictedMs: round((s.predicted?.stageSeconds ?? 0) * 1000) })), bottleneckStage: bottleneck },
