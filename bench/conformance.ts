@@ -1,10 +1,11 @@
 // `cleave bench conformance [--json] [--filter S] [--no-ocr]`: the full split-conformance run over
 // libonnx-testdata (node, pytorch-converted, pytorch-operator, simple) plus PP-OCRv4 det.
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../runtime/cli/args.js';
+import { usageOf } from '../runtime/cli/usage.js';
 import { listCases, runConformance, runOcrConformance, summarise, type CaseOutcome } from '../runtime/onnx/conformance.js';
 
 export default async function conformance(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs(usageOf('bench'), {
     args: argv,
     options: {
       json: { type: 'boolean', default: false },

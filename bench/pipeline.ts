@@ -7,7 +7,8 @@
 // - throughput with 1, 2, 3 executors on the bottleneck stage;
 // - each executor's peak resident memory above its idle level, next to its partition's parameter and
 //   activation bytes and to onnxruntime alone running that partition in a process of its own.
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../runtime/cli/args.js';
+import { usageOf } from '../runtime/cli/usage.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export default async function benchPipeline(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs(usageOf('bench'), {
     args: argv,
     options: {
       json: { type: 'boolean', default: false },

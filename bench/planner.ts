@@ -1,6 +1,7 @@
 // `cleave bench planner [--json] [--instances N] [--seed S]`: the planner against brute force on small
 // random instances, against the exo-style and greedy baselines, and its planning time on big graphs.
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../runtime/cli/args.js';
+import { usageOf } from '../runtime/cli/usage.js';
 import { isCleaveError } from '../protocols/errors.js';
 import type { Plan } from '../protocols/plan.js';
 import {
@@ -13,7 +14,7 @@ const REL = 1e-9;
 interface Ratios { median: number; p95: number; min: number; instances: number; baselineInvalid: number }
 
 export default async function benchPlanner(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs(usageOf('bench'), {
     args: argv,
     options: {
       json: { type: 'boolean' },

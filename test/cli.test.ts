@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { projectRoot } from '../runtime/paths.js';
 import { isAlive } from '../runtime/nats/server.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
 
 const run = promisify(execFile);
 const cleave = (args: string[], env: Record<string, string>) =>
@@ -87,6 +88,9 @@ test('cli - bad usage gets a typed error and a non-zero exit', async () => {
     assert.equal(e.code, 2);
     return true;
   });
+  // Called from code, a command refuses the same arguments with the typed error (the shell only prints it).
+  const { default: status } = await import('../runtime/cli/commands/status.js');
+  await assert.rejects(status(['--nope']), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.BAD_ARGUMENT && /Unknown option '--nope'.*usage: cleave status/s.test(e.message));
   // --help prints the usage and succeeds, for commands with and without a help option of their own.
   assert.match((await cleave(['infer', '--help'], {})).stdout, /^usage: cleave infer <model>.*--rate R.*--compare/);
   assert.match((await cleave(['status', '-h'], {})).stdout, /^usage: cleave status \[--json\]/);

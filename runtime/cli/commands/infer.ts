@@ -1,7 +1,6 @@
 // `cleave infer <model>`: deploys the model across the running cluster's executors (or an embedded one
 // started for the duration), streams requests through the stages, optionally checks every result
 // against the unsplit model in this process, and reports per-stage times, transfer volumes and throughput.
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +21,8 @@ import { toOrtTensor, fromOrtTensor } from '../../executor/ort-tensors.js';
 import { digitPage } from '../../../examples/digit-pages.js';
 import { parseInputs as parseInputShapes } from './analyze.js';
 import { seededRandom } from '../../random.js';
+import { parseCommandArgs } from '../args.js';
+import { usageOf } from '../usage.js';
 
 export interface InferReport {
   runId: string;
@@ -48,7 +49,7 @@ export interface InferReport {
 }
 
 export default async function infer(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
+  const { positionals, values } = parseCommandArgs(usageOf('infer'), {
     args: argv,
     allowPositionals: true,
     options: {

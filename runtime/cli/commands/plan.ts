@@ -1,7 +1,6 @@
 // `cleave plan`: a model (through GraphAnalyzer) or a GRAPH.json, executor profiles, links and
 // constraints → a Plan, printed as a table with its explanation, as JSON, or written to a file.
 import { readFile, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import type { PartitionGraph } from '../../../protocols/graph.js';
 import type { Constraints, ExecutorProfile, Link, LinkTable, Plan } from '../../../protocols/plan.js';
@@ -9,6 +8,7 @@ import { plan, type GraphInput, type PlanRequest } from '../../planner/mod.js';
 import { fmtB, fmtS } from '../../planner/planner.js';
 import { analyzeModelFile } from '../../graph/mod.js';
 import { parseInputs } from './analyze.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = `usage: cleave plan <model> [--input NAME=d,d,...]... --executors FILE [options]
        cleave plan --graph GRAPH.json --executors FILE [options]
@@ -27,7 +27,7 @@ options:
   --out PLAN           write the plan as JSON to PLAN`;
 
 export default async function planCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs(USAGE, {
     args: argv,
     allowPositionals: true,
     options: {

@@ -1,10 +1,10 @@
 // `cleave split <model> --plan PLAN --out DIR`: one standalone ONNX file per plan stage, plus
 // DIR/manifest.json naming the tensors each stage reads and writes.
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import { extractStages, writeStages } from '../../onnx/extract.js';
 import { loadModelFile } from '../../onnx/proto.js';
+import { parseCommandArgs } from '../args.js';
 
 const USAGE = 'usage: cleave split <model.onnx> --plan PLAN.json --out DIR [--json]';
 
@@ -34,22 +34,16 @@ export function parseSplitPlan(text: string, source: string): SplitPlan {
 }
 
 export default async function split(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        plan: { type: 'string' },
-        out: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    throw new CleaveError(ErrorCode.BAD_ARGUMENT, `${(e as Error).message}; ${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs(USAGE, {
+    args: argv,
+    allowPositionals: true,
+    options: {
+      plan: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) {
     console.log(USAGE);
     return 0;

@@ -1,11 +1,12 @@
 // `cleave status [--json]`: every live actor of the deployment (NATS_URL, or the one `cleave up` started).
-import { parseArgs } from 'node:util';
 import { connectNats } from '../../nats/connect.js';
 import { listActors } from '../../actor/client.js';
 import type { ActorRecord } from '../../../protocols/messages.js';
+import { parseCommandArgs } from '../args.js';
+import { usageOf } from '../usage.js';
 
 export default async function status(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } });
+  const { values } = parseCommandArgs(usageOf('status'), { args: argv, options: { json: { type: 'boolean', default: false } } });
   const nc = await connectNats(undefined, 'cleave-status');
   try {
     const actors = await listActors(nc);

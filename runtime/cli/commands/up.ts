@@ -1,14 +1,15 @@
 // `cleave up [--executors N] [--detach]`: embedded NATS plus one process per role (N executors).
 // Foreground: shows the roster and runs until Ctrl-C, then stops everything. --detach: leaves it running.
-import { parseArgs } from 'node:util';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import { isAlive } from '../../nats/server.js';
 import { readRunFile } from '../../nats/connect.js';
 import { startLocalDeployment } from '../../local-deployment.js';
 import { formatRoster } from './status.js';
+import { parseCommandArgs } from '../args.js';
+import { usageOf } from '../usage.js';
 
 export default async function up(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { executors: { type: 'string', default: '3' }, detach: { type: 'boolean', default: false } } });
+  const { values } = parseCommandArgs(usageOf('up'), { args: argv, options: { executors: { type: 'string', default: '3' }, detach: { type: 'boolean', default: false } } });
   const executors = Number(values.executors);
   if (!Number.isInteger(executors) || executors < 0) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `--executors takes a whole number, not '${values.executors}'`);
   const running = readRunFile();
