@@ -21,6 +21,7 @@ import { InferenceClient } from '../runtime/pipeline/client.js';
 import { controlRequest } from '../runtime/actor/client.js';
 import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../runtime/nats/frames.js';
 import { windowed } from '../runtime/windowed.js';
+import { SlotPuller } from '../runtime/nats/pull.js';
 import { ShmPool } from '../runtime/shm/pool.js';
 import { Scratch } from '../runtime/shm/buffers.js';
 import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
@@ -84,6 +85,13 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     // minutes, once switching within a process. The faster process is the baseline, so a slow-mode
     // baseline is less likely to flatter the pipeline.
     const monos = [await MonolithicProcess.start(OCR_DET_MODEL, size, 2), await MonolithicProcess.start(OCR_DET_MODEL, size, 2)];
+    // What this machine allows one thread per core: two one-thread processes of the whole model, run
+    // alone and side by side. Side by side they are what a perfectly balanced pipeline with no
+    // overhead would reach (each core runs the whole model's work on one thread, as two stages would
+    // between them), so `pipelineBound` (their throughput over the baseline's) says in each run how
+    // high the ratio can go at all, and `pipelineEfficiency` how much of that the pipeline got.
+    const ones = [await MonolithicProcess.start(OCR_DET_MODEL, size, 1), await MonolithicProcess.start(OCR_DET_MODEL, size, 1)];
+    const alone1: number[] = [], pair: number[] = [], pairMs: number[] = [];
     const client = await InferenceClient.open(nc, d.run, { maxInFlight: 4, timeoutMs: 300_000 });
     await runPipeline(client, 4, input); // warm-up: sessions' first runs, JIT, connections
     const pipe: number[] = [];
@@ -111,12 +119,18 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
         const m1 = mono.pid ? processCpuMs(mono.pid) : undefined;
         monoCpus[k]!.add({ monolithic: m0 }, { monolithic: m1 }, n);
       }
+      const half = Math.max(4, Math.ceil(n / 2));
+      alone1.push((await ones[0]!.run(half)).medianMs);
+      const tp = performance.now();
+      const both = await Promise.all(ones.map((o) => o.run(half)));
+      pair.push((2 * half) / ((performance.now() - tp) / 1000));
+      pairMs.push(Math.max(...both.map((b) => b.medianMs)));
       const p0 = await pipeProbe();
       pipe.push(await runPipeline(client, n, input, hops));
       pipeCpu.add(p0, await pipeProbe(), n);
-      log(`round ${r + 1}/${rounds}: pipeline ${pipe[r]!.toFixed(2)} req/s, monolithic ${singles.map((x) => x[r]!.toFixed(2)).join(' and ')} req/s`);
+      log(`round ${r + 1}/${rounds}: pipeline ${pipe[r]!.toFixed(2)} req/s, monolithic ${singles.map((x) => x[r]!.toFixed(2)).join(' and ')} req/s, two one-thread processes ${pair[r]!.toFixed(2)} req/s`);
     }
-    await Promise.all(monos.map((m) => m.stop()));
+    await Promise.all([...monos, ...ones].map((m) => m.stop()));
     const best = median(singles[0]!) >= median(singles[1]!) ? 0 : 1;
     const single = singles[best]!;
     const stageTimes = d.stages.map((s) => {
@@ -240,6 +254,19 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       // Both baseline processes: the slower one's median and what the ratio would be against it.
       monolithicProcesses: singles.map((x, k) => ({ throughput: round(median(x)), cpuMsPerRequest: monoCpus[k]!.perRequest().monolithic, baseline: k === best })),
       ratioAgainstSlowerBaseline: round(median(pipe) / median(singles[1 - best]!), 3),
+      // One thread per core, measured in the same rounds: the whole model on one thread alone, and two
+      // such processes side by side (the pair's throughput and the slower one's run time).
+      oneThread: {
+        aloneMs: round(median(alone1), 1),
+        sideBySideMs: round(median(pairMs), 1),
+        // How much a run slows when the other core is busy too (1 = not at all).
+        contention: round(median(pairMs) / median(alone1), 3),
+        pairThroughput: round(median(pair)),
+      },
+      // The ratio a balanced pipeline with no overhead would reach in this run, and the share of it the
+      // pipeline got. A bound below 1 means no 2-stage pipeline could have beaten the baseline here.
+      pipelineBound: round(median(pair) / median(single), 3),
+      pipelineEfficiency: round(median(pipe) / median(pair), 3),
       sharedMemory,
       stageTimes,
       computeImbalance,
@@ -312,10 +339,11 @@ const TRANSFER_ROUNDS = 5;
 const HOP_SLOTS = 2;
 
 /**
- * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pull with next()
- * on two slots, receive, decode, ack. With `pool` the tensors go into the producer's shared-memory pool and only a
- * reference is published; the consumer reads the file (same host) or, with `remote`, fetches it from
- * the producer's read service over core NATS (another host), into a reused buffer.
+ * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pulled by a
+ * SlotPuller on two slots (one pull request per free slot, the ack asking for the next, as a stage
+ * server does), received, decoded, acked. With `pool` the tensors go into the producer's shared-memory
+ * pool and only a reference is published; the consumer reads the file (same host) or, with `remote`,
+ * fetches it from the producer's read service over core NATS (another host), into a reused buffer.
  */
 export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, remote = false, slots = HOP_SLOTS): Promise<number> {
   const jsm = await jetstreamManager(nc);
@@ -325,54 +353,52 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
   await jsm.consumers.add(name, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
   const consumerConn = await connect({ servers: nc.getServer() });
   const reads = remote && pool ? serveShmReads(nc, pool) : undefined;
-  try {
-    const consumer = await jetstream(consumerConn).consumers.get(name, 'c');
-    const floats = (mb * 1024 * 1024) / 4;
-    const data = new Float32Array(floats).fill(0.5);
-    const count = Math.max(8, Math.ceil(256 / mb));
-    let pulled = 0;
-    const t0 = performance.now();
-    // Two pulls at a time, as a stage server's two slots do (one message in the model, one arriving).
-    // A slot that fails stops the others before the connection closes (no pull outlives it).
-    let failed = false;
-    const slotRuns = Array.from({ length: slots }, async () => {
-      const scratch = new Scratch();
-      while (pulled < count && !failed) {
-        pulled++;
-        const m = await consumer.next({ expires: 5000 });
-        if (!m) {
-          pulled--;
-          continue;
-        }
+  if (reads) await nc.flush();
+  const floats = (mb * 1024 * 1024) / 4;
+  const data = new Float32Array(floats).fill(0.5);
+  const count = Math.max(8, Math.ceil(256 / mb));
+  const scratches = Array.from({ length: slots }, () => new Scratch());
+  let received = 0;
+  let settle!: (e?: unknown) => void;
+  const consumed = new Promise<void>((resolve, reject) => (settle = (e) => (e === undefined ? resolve() : reject(e))));
+  const puller = new SlotPuller(consumerConn, name, 'c', {
+    slots,
+    onMessage: async (m) => {
+      try {
+        const scratch = scratches.pop() ?? new Scratch();
         const bytes = await receiveFrame(consumerConn, m.data, m.headers);
         decodeFrame(bytes);
         const ref = shmRefOf(m.headers);
         // A consumer on another host fetches the frame from the producer's host over core NATS.
         if (ref && remote) await fetchShmFrame(consumerConn, ref, 10_000, (n) => scratch.get(n));
         else if (ref && pool) pool.readFrame(ref, scratch);
+        scratches.push(scratch);
         m.ack();
         if (ref) releaseShmFrame(consumerConn, remote ? undefined : pool, ref);
         else await releaseFrame(consumerConn, m.headers);
+        if (++received === count) settle();
+      } catch (e) {
+        m.term();
+        settle(e);
       }
-    });
-    const consuming = Promise.allSettled(slotRuns).then((rs) => {
-      const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (bad) throw bad.reason;
-    });
-    for (const r of slotRuns) r.catch(() => { failed = true; });
-    try {
-      await windowed(count, 2, (i) => {
+    },
+  });
+  try {
+    const t0 = performance.now();
+    puller.start();
+    await Promise.all([
+      consumed,
+      windowed(count, 2, (i) => {
         const t = { t: tensor('float32', [floats], data) };
         return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});
-      });
-    } catch (e) {
-      failed = true;
-      await Promise.allSettled(slotRuns);
-      throw e;
-    }
-    await consuming;
+      }).catch((e) => {
+        settle(e);
+        throw e;
+      }),
+    ]);
     return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
   } finally {
+    await puller.drain();
     reads?.unsubscribe();
     await consumerConn.close();
     await jsm.streams.delete(name);

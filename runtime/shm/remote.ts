@@ -3,7 +3,7 @@
 // this service, which every Cleave process of the producer's host answers (one queue group per domain),
 // so the frame stays readable when the process that wrote it is gone. Bytes cross the NATS server once
 // (a reply), where a stored JetStream message crosses it twice and is kept in its memory meanwhile.
-import { headers as natsHeaders, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
 import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
@@ -73,35 +73,53 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
  * The bytes of the frame `ref` names, read over NATS from its host's service (decode them with
  * decodeShmBytes, which checks them against the reference): one request, the bytes streamed back.
  * FRAME_GONE when that host no longer has it, NATS_UNAVAILABLE when no process of that host answers.
+ * The pieces land in a subscription callback, copied into place as the parser hands them over: an
+ * async iterator (requestMany) costs a queue entry and a microtask for each of the 256 pieces of 8 MB.
  */
-export async function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
+export function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
   const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
-  const pieces = Math.ceil(ref.bytes / PIECE_BYTES);
   const unavailable = (why: string, cause?: unknown) =>
     new CleaveError(ErrorCode.NATS_UNAVAILABLE, `no process of host domain ${ref.domain} answers reads of its shared-memory frames (${why}); the frame's host is down`, { cause, details: { domain: ref.domain } });
-  let got = 0;
-  try {
-    const replies = await nc.requestMany(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset: 0, length: ref.bytes }), { strategy: 'count', maxMessages: pieces, maxWait: timeoutMs });
-    for await (const reply of replies) {
+  return new Promise<Uint8Array>((resolve, reject) => {
+    let got = 0;
+    let done = false;
+    let sub: Subscription | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (e?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sub?.unsubscribe();
+      if (e) reject(e);
+      else resolve(out);
+    };
+    const onReply = (err: Error | null, reply: Msg): void => {
+      if (done) return;
+      if (err) return finish(unavailable(err.message, err));
       const code = reply.headers?.get(Header.ERROR_CODE);
       if (code) {
-        throw new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } });
+        return finish(new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } }));
       }
-      if (reply.headers?.hasError) throw unavailable(reply.headers.description || String(reply.headers.code));
-      if (got + reply.data.byteLength > ref.bytes) throw new CleaveError(ErrorCode.INTERNAL, `shared-memory frame ${ref.name} from domain ${ref.domain} came back longer than its reference says`);
+      // A status reply: 503 when no process of that host serves reads.
+      if (reply.headers?.hasError || (reply.headers?.code ?? 0) >= 300) return finish(unavailable(reply.headers?.description || String(reply.headers?.code)));
+      if (got + reply.data.byteLength > ref.bytes) return finish(new CleaveError(ErrorCode.INTERNAL, `shared-memory frame ${ref.name} from domain ${ref.domain} came back longer than its reference says`));
       out.set(reply.data, got);
       got += reply.data.byteLength;
-      if (got === ref.bytes) break;
+      if (got === ref.bytes) finish();
+    };
+    try {
+      const inbox = createInbox();
+      sub = nc.subscribe(inbox, { callback: onReply });
+      timer = setTimeout(() => {
+        finish(got === 0
+          ? unavailable(`no reply in ${timeoutMs} ms`)
+          : new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} came back shorter than its reference says (${got} of ${ref.bytes} bytes); it was recycled or its host went away mid-read`, { details: { domain: ref.domain, name: ref.name } }));
+      }, timeoutMs);
+      nc.publish(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset: 0, length: ref.bytes }), { reply: inbox });
+    } catch (e) {
+      finish(unavailable((e as Error).message, e));
     }
-  } catch (e) {
-    if (e instanceof CleaveError) throw e;
-    throw unavailable((e as Error).message, e);
-  }
-  if (got === 0) throw unavailable(`no reply in ${timeoutMs} ms`);
-  if (got !== ref.bytes) {
-    throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} came back shorter than its reference says (${got} of ${ref.bytes} bytes); it was recycled or its host went away mid-read`, { details: { domain: ref.domain, name: ref.name } });
-  }
-  return out;
+  });
 }
 
 /** The frame `ref` names, fetched from its host and decoded (see fetchShmBytes). */
