@@ -43,7 +43,10 @@ export function resolveNatsServers(): string[] {
 
 export async function connectNats(servers: string[] = resolveNatsServers(), name = 'cleave'): Promise<NatsConnection> {
   try {
-    return await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
+    // noAsyncTraces: nats.js otherwise captures a stack (RequestError, TimeoutError) for every request,
+    // every JetStream publish included: 4.7 % of an executor's main thread in a profile under load.
+    // Cleave's own errors name the subject and what to do.
+    return await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000, noAsyncTraces: true });
   } catch (e) {
     throw new CleaveError(ErrorCode.NATS_UNAVAILABLE, `cannot reach NATS at ${servers.join(',')}: ${(e as Error).message}. Is the server running?`, { cause: e });
   }
