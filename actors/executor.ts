@@ -18,7 +18,9 @@ import { withTensorMalloc } from '../runtime/malloc.js';
 import { serveShmReads } from '../runtime/shm/remote.js';
 import { mainThreadCpuMs } from '../runtime/cpu.js';
 
-const RUNNER_OPTIONS = (threads: number, shmDir?: string) => ({ intraOpNumThreads: threads, ...STAGE_SESSION_OPTIONS, ...(shmDir ? { shmDir } : {}) });
+// The worker writes into this process's pool under its reader token: remote reads of those frames
+// come to this process's read service first.
+const RUNNER_OPTIONS = (threads: number, pool?: ShmPool) => ({ intraOpNumThreads: threads, ...STAGE_SESSION_OPTIONS, ...(pool ? { shmDir: pool.dir, shmReader: pool.reader } : {}) });
 /** Live shared-memory frames older than the work stream's max age belong to messages that are gone. */
 const SHM_SWEEP_AGE_MS = 60 * 60 * 1000;
 
@@ -63,7 +65,7 @@ const actor: ActorFactory = async (ctx) => {
         await runner?.close();
         const thread = await spare;
         spare = undefined;
-        runner = await OrtRunner.create(bytes, { ...RUNNER_OPTIONS(threads, pool?.dir), giveModel: true }, thread);
+        runner = await OrtRunner.create(bytes, { ...RUNNER_OPTIONS(threads, pool), giveModel: true }, thread);
         // The download's chunks are garbage now: freed before the first run, onnxruntime reuses their
         // memory (one malloc arena, runtime/malloc.ts) instead of adding its own beside them.
         collectAll();
@@ -122,7 +124,7 @@ const actor: ActorFactory = async (ctx) => {
         const artifact = deployment!.stages[stage]!.artifact;
         server = new StageServer(ctx, deployment!, stage, runner!, {
           reload: async () => {
-            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), { ...RUNNER_OPTIONS(threads, pool?.dir), giveModel: true });
+            runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), { ...RUNNER_OPTIONS(threads, pool), giveModel: true });
             return runner;
           },
           onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),

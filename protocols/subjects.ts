@@ -64,6 +64,8 @@ export const Subject = {
   blob: (id: string, i: number | '*') => `cleave.blob.${id}.${i}`,
   /** Reads of one host's shared-memory frames by a process on another host (queue group per domain). */
   shmRead: (domain: string) => `cleave.shm.${domain}.read`,
+  /** Reads of the frames one process of that host wrote (the process answers them itself, see runtime/shm/remote.ts). */
+  shmReadBy: (domain: string, reader: string) => `cleave.shm.${domain}.read.${reader}`,
 } as const;
 
 export const Header = {

@@ -381,14 +381,15 @@ describe('ort runner - stage jobs', () => {
   test('ort runner - a stage job reads and writes shared memory on the worker, and passes tensors through', async () => {
     const { mkdtempSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
-    const { ShmPool } = await import('../runtime/shm/pool.js');
+    const { ShmPool, readerOf } = await import('../runtime/shm/pool.js');
     const dir = mkdtempSync(join(tmpdir(), 'cleave-stage-'));
     try {
       const pool = ShmPool.open({ dir })!;
-      const r = await runner(ADD, { shmDir: dir });
+      const r = await runner(ADD, { shmDir: dir, shmReader: pool.reader });
       const ref = pool.writeFrame({ x: f([3, 4, 5], 1), y: f([3, 4, 5], 2), extra: f([2], 9) });
       const viaShm = await r.runStage({ input: { shm: ref }, forward: ['sum', 'extra'], toShm: true });
       assert.ok('shm' in viaShm.out);
+      assert.equal(readerOf(viaShm.out.shm.name), pool.reader, "the worker's frames name its process's read service");
       assert.equal(viaShm.inBytes, ref.bytes);
       const back = pool.readFrame(viaShm.out.shm).tensors;
       assert.deepEqual([...(back.sum!.data as Float32Array)].slice(0, 3), [3, 3, 3]);

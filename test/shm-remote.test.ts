@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { suiteServer, suiteConnection, onCleanup } from './helpers/nats.js';
-import { ShmPool } from '../runtime/shm/pool.js';
+import { ShmPool, readerOf } from '../runtime/shm/pool.js';
 import { fetchShmFrame, releaseRemoteShm, serveShmReads } from '../runtime/shm/remote.js';
 import { tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
@@ -39,6 +39,38 @@ test('shm remote - a consumer on another host reads a multi-range frame over NAT
   for (let i = 0; i < 50 && hostA.stats.released === 0; i++) await sleep(20);
   assert.equal(hostA.stats.released, 1);
   await assert.rejects(fetchShmFrame(consumerConn, ref), isCode(ErrorCode.FRAME_GONE));
+});
+
+test('shm remote - the process that wrote a frame answers its reads; once it is gone, another process of its host does', async () => {
+  // A second process of host A: its own pool (own reader token) on the same directory, its own service.
+  const writerConn = await suiteConnection(server.url);
+  const writer = ShmPool.open({ dir: dirs[0] })!;
+  assert.equal(writer.domain, hostA.domain);
+  assert.notEqual(writer.reader, hostA.reader);
+  const writerService = serveShmReads(writerConn, writer);
+  await writerConn.flush();
+  // Who answered: the messages each service's connection sent (a read is answered in 32 KiB pieces).
+  const sent = () => ({ writer: writerConn.stats().outMsgs, group: producerConn.stats().outMsgs });
+  try {
+    const data = new Float32Array(300_000).map((_, i) => i);
+    const ref = writer.writeFrame({ t: tensor('float32', [data.length], data) });
+    assert.equal(readerOf(ref.name), writer.reader);
+    let before = sent();
+    assert.deepEqual((await fetchShmFrame(consumerConn, ref)).tensors.t!.data, data);
+    let after = sent();
+    assert.ok(after.writer - before.writer >= 30, 'the writer answered');
+    assert.equal(after.group, before.group, 'the rest of the host was not asked');
+    writerService.unsubscribe();
+    await writerConn.flush();
+    before = sent();
+    assert.deepEqual((await fetchShmFrame(consumerConn, ref)).tensors.t!.data, data);
+    after = sent();
+    assert.ok(after.group - before.group >= 30, 'another process of the host answered');
+    assert.equal(after.writer, before.writer);
+    writer.release(ref);
+  } finally {
+    writerService.unsubscribe();
+  }
 });
 
 test('shm remote - a frame of a host nobody answers for is NATS_UNAVAILABLE, named by its domain', async () => {

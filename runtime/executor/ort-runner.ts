@@ -68,6 +68,8 @@ export interface OrtRunnerOptions {
   enableMemPattern?: boolean;
   /** The host's shared-memory pool directory: stage jobs may then read and write frames there. */
   shmDir?: string;
+  /** The `reader` of this process's pool, so that this process answers remote reads of the frames the worker writes. */
+  shmReader?: string;
   /** Called once when the worker dies or fails (state becomes 'failed'); pending runs are rejected too. */
   onError?: (error: CleaveError) => void;
   /**
@@ -202,10 +204,10 @@ export class OrtRunner {
     const taken = spare?.take();
     if (taken) {
       ({ worker, abandon } = taken);
-      worker.postMessage({ type: 'load', model: modelBytes, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) } satisfies LoadMessage, transferList);
+      worker.postMessage({ type: 'load', model: modelBytes, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}), ...(opts.shmReader ? { shmReader: opts.shmReader } : {}) } satisfies LoadMessage, transferList);
     } else {
       abandon = new Int32Array(new SharedArrayBuffer(4));
-      const data: SessionWorkerData = { cleaveSessionWorker: true, model: modelBytes, abandon, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}) };
+      const data: SessionWorkerData = { cleaveSessionWorker: true, model: modelBytes, abandon, options, ...(opts.shmDir ? { shmDir: opts.shmDir } : {}), ...(opts.shmReader ? { shmReader: opts.shmReader } : {}) };
       worker = new Worker(workerEntryUrl(), { workerData: data, transferList, execArgv: workerExecArgv(process.execArgv) });
     }
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {

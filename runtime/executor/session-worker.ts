@@ -27,6 +27,8 @@ export interface SessionWorkerData {
   options?: ort.InferenceSession.SessionOptions;
   /** The host's shared-memory pool directory, when stage jobs may read and write frames there. */
   shmDir?: string;
+  /** The reader token of the process's own pool: frames written here are served by that process. */
+  shmReader?: string;
 }
 
 /** What a spare thread is given to become a runner (the fields a started one gets in workerData). */
@@ -35,6 +37,7 @@ export interface LoadMessage {
   model: Uint8Array;
   options: ort.InferenceSession.SessionOptions;
   shmDir?: string;
+  shmReader?: string;
 }
 
 /**
@@ -79,15 +82,15 @@ async function serve(): Promise<void> {
   const post = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
   const data = workerData as SessionWorkerData;
   const { abandon } = data;
-  let { model, options, shmDir } = data;
+  let { model, options, shmDir, shmReader } = data;
   if (!model) {
     const load = await new Promise<LoadMessage>((resolve) => {
       port.once('message', (m: LoadMessage) => resolve(m));
       post({ type: 'spare' });
     });
-    ({ model, options, shmDir } = load);
+    ({ model, options, shmDir, shmReader } = load);
   }
-  const pool = shmDir ? ShmPool.open({ dir: shmDir }) : undefined;
+  const pool = shmDir ? ShmPool.open({ dir: shmDir, ...(shmReader ? { reader: shmReader } : {}) }) : undefined;
   const scratch = new Scratch();
   let session: ort.InferenceSession;
   try {

@@ -10,7 +10,7 @@ import { byteLength, decodeFrame, type Tensor } from '../../protocols/tensor-cod
 import { publishWork, readShmTensors, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../nats/frames.js';
 import { ShmPool } from '../shm/pool.js';
 import { BufferPool } from '../shm/buffers.js';
-import { serveShmReads } from '../shm/remote.js';
+import { serveShmReads, type ShmReadService } from '../shm/remote.js';
 import { viaSharedMemory } from '../shm/route.js';
 import { injectTrace, producerSpan } from '../tracing.js';
 import { followStageDomains, loadDeployment } from './store.js';
@@ -72,7 +72,7 @@ export class InferenceClient {
     private readonly nc: NatsConnection,
     readonly deployment: Deployment,
     private readonly options: Required<Omit<InferenceClientOptions, 'sharedMemory'>>,
-    private readonly shm?: { pool: ShmPool; reads: Subscription },
+    private readonly shm?: { pool: ShmPool; reads: ShmReadService },
   ) {
     this.js = jetstream(nc);
     // Where stage 0's executors are decides how inputs go (runtime/shm/route.ts); it changes as they come and go.

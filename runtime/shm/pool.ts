@@ -60,6 +60,21 @@ export interface ShmPoolOptions {
   freeBudgetBytes?: number;
   /** Refuse to write (callers send inline instead) when the file system has less free than this. Default 256 MiB. */
   minFreeBytes?: number;
+  /**
+   * The process that answers remote reads of the frames this pool writes (its read service's token,
+   * READER: 12 hex digits), named in every frame's file name. Default: a token of this pool's own. A
+   * worker thread writing for its process passes the process pool's `reader`.
+   */
+  reader?: string;
+}
+
+/** A pool's reader token: 12 hex digits. */
+const READER = /^[0-9a-f]{12}$/;
+
+/** The reader token a frame's file name carries (`<reader>-<time>-<random>`), if any. */
+export function readerOf(name: string): string | undefined {
+  const [reader, ...rest] = name.split('-');
+  return rest.length === 2 && READER.test(reader!) ? reader : undefined;
 }
 
 export interface ShmStats {
@@ -94,6 +109,8 @@ export class ShmPool {
     readonly domain: string,
     private readonly freeBudget: number,
     private readonly minFree: number,
+    /** Who answers remote reads of this pool's frames (see ShmPoolOptions.reader). */
+    readonly reader: string,
   ) {
     this.live = join(dir, 'live');
     this.free = join(dir, 'free');
@@ -107,11 +124,13 @@ export class ShmPool {
     if (process.env.CLEAVE_SHM === '0') return undefined;
     const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
     const dir = options.dir ?? process.env.CLEAVE_SHM_DIR ?? `/dev/shm/cleave-${uid}`;
+    const reader = options.reader ?? randomBytes(6).toString('hex');
+    if (!READER.test(reader)) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `'${reader}' is not a pool reader token (12 hex digits); pass another pool's \`reader\``);
     try {
       if (!options.dir && !process.env.CLEAVE_SHM_DIR && !statSync('/dev/shm').isDirectory()) return undefined;
       mkdirSync(join(dir, 'live'), { recursive: true, mode: 0o700 });
       mkdirSync(join(dir, 'free'), { recursive: true, mode: 0o700 });
-      return new ShmPool(dir, readDomain(dir), options.freeBudgetBytes ?? DEFAULT_FREE_BUDGET, options.minFreeBytes ?? DEFAULT_MIN_FREE);
+      return new ShmPool(dir, readDomain(dir), options.freeBudgetBytes ?? DEFAULT_FREE_BUDGET, options.minFreeBytes ?? DEFAULT_MIN_FREE, reader);
     } catch {
       return undefined;
     }
@@ -141,7 +160,7 @@ export class ShmPool {
     const id = randomBytes(9).toString('base64url');
     // A vectored write straight from the tensors' memory: one copy (into the file), not two.
     const { parts, byteLength } = encodeFrameParts({ tensors, meta: { shm: id } }, { checksum: false });
-    const name = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    const name = `${this.reader}-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
     this.writeFile(name, parts, byteLength);
     this.stats.written++;
     return { domain: this.domain, name, bytes: byteLength, id };

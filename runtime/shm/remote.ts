@@ -6,7 +6,7 @@
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
-import { decodeShmBytes, type ShmPool, type ShmRef } from './pool.js';
+import { decodeShmBytes, readerOf, type ShmPool, type ShmRef } from './pool.js';
 import { uninitializedBytes } from './buffers.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
@@ -33,12 +33,18 @@ function errorReply(e: unknown): { data: Uint8Array; headers: ReturnType<typeof 
  * Answers `{ name, offset, length }` reads of this host's live frames with the bytes streamed back as
  * ceil(length / PIECE_BYTES) reply messages in order (one request per frame, not one round trip per range),
  * and `{ name, release: true }` from a remote consumer that is done with one. A read that fails part
- * way ends with an empty message carrying the error code.
+ * way ends with an empty message carrying the error code. Two subscriptions: the host's queue group,
+ * and this process's own subject for the frames its pool (or its inference worker, under the same
+ * reader token) wrote, which fetches ask first: measured inside `bench pipeline`, reads spread over
+ * the group went mostly to the host's idle executors, which answered slower than the writer.
  */
-export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
-  return nc.subscribe(Subject.shmRead(pool.domain), {
-    queue: `shm-${pool.domain}`,
-    callback: (err, msg) => {
+/** The read service of one process's pool; `unsubscribe` ends it. */
+export interface ShmReadService {
+  unsubscribe(): void;
+}
+
+export function serveShmReads(nc: NatsConnection, pool: ShmPool): ShmReadService {
+  const callback = (err: Error | null, msg: Msg): void => {
       if (err) return;
       let req: ReadRequest;
       try {
@@ -65,8 +71,16 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
         const r = errorReply(e);
         nc.publish(msg.reply, r.data, { headers: r.headers });
       }
+  };
+  // This process's own frames by name (a fetch asks here first), and any frame of the host in its group.
+  const own = nc.subscribe(Subject.shmReadBy(pool.domain, pool.reader), { callback });
+  const group = nc.subscribe(Subject.shmRead(pool.domain), { queue: `shm-${pool.domain}`, callback });
+  return {
+    unsubscribe: () => {
+      own.unsubscribe();
+      group.unsubscribe();
     },
-  });
+  };
 }
 
 /**
@@ -76,8 +90,25 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): Subscription {
  * The pieces land in a subscription callback, copied into place as the parser hands them over: an
  * async iterator (requestMany) costs a queue entry and a microtask for each of the 256 pieces of 8 MB.
  */
-export function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
+export async function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
   const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
+  // The process that wrote the frame first; when it is gone (no responders), any process of its host.
+  const reader = readerOf(ref.name);
+  if (reader) {
+    try {
+      return await fetchFrom(nc, Subject.shmReadBy(ref.domain, reader), ref, timeoutMs, out);
+    } catch (e) {
+      if (!(e instanceof NoReader)) throw e;
+    }
+  }
+  return fetchFrom(nc, Subject.shmRead(ref.domain), ref, timeoutMs, out);
+}
+
+/** Nobody subscribes to the writer's own read subject. */
+class NoReader extends Error {}
+
+function fetchFrom(nc: NatsConnection, subject: string, ref: ShmRef, timeoutMs: number, out: Uint8Array): Promise<Uint8Array> {
+  const ownReader = subject !== Subject.shmRead(ref.domain);
   const unavailable = (why: string, cause?: unknown) =>
     new CleaveError(ErrorCode.NATS_UNAVAILABLE, `no process of host domain ${ref.domain} answers reads of its shared-memory frames (${why}); the frame's host is down`, { cause, details: { domain: ref.domain } });
   return new Promise<Uint8Array>((resolve, reject) => {
@@ -100,8 +131,11 @@ export function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_00
       if (code) {
         return finish(new CleaveError(code === ErrorCode.FRAME_GONE ? ErrorCode.FRAME_GONE : ErrorCode.INTERNAL, `reading shared-memory frame ${ref.name} from domain ${ref.domain}: ${reply.headers?.get(Header.ERROR) ?? code}`, { details: { domain: ref.domain, name: ref.name } }));
       }
-      // A status reply: 503 when no process of that host serves reads.
-      if (reply.headers?.hasError || (reply.headers?.code ?? 0) >= 300) return finish(unavailable(reply.headers?.description || String(reply.headers?.code)));
+      // A status reply: 503 when no process of that host serves reads (or the writer's read service is gone).
+      if (reply.headers?.hasError || (reply.headers?.code ?? 0) >= 300) {
+        if (ownReader && got === 0 && reply.headers?.code === 503) return finish(new NoReader());
+        return finish(unavailable(reply.headers?.description || String(reply.headers?.code)));
+      }
       if (got + reply.data.byteLength > ref.bytes) return finish(new CleaveError(ErrorCode.INTERNAL, `shared-memory frame ${ref.name} from domain ${ref.domain} came back longer than its reference says`));
       out.set(reply.data, got);
       got += reply.data.byteLength;
@@ -115,7 +149,7 @@ export function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_00
           ? unavailable(`no reply in ${timeoutMs} ms`)
           : new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${ref.name} in domain ${ref.domain} came back shorter than its reference says (${got} of ${ref.bytes} bytes); it was recycled or its host went away mid-read`, { details: { domain: ref.domain, name: ref.name } }));
       }, timeoutMs);
-      nc.publish(Subject.shmRead(ref.domain), JSON.stringify({ name: ref.name, offset: 0, length: ref.bytes }), { reply: inbox });
+      nc.publish(subject, JSON.stringify({ name: ref.name, offset: 0, length: ref.bytes }), { reply: inbox });
     } catch (e) {
       finish(unavailable((e as Error).message, e));
     }
