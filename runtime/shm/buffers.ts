@@ -57,3 +57,9 @@ export function uninitializedBytes(n: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(n);
   return new Uint8Array(b.buffer, b.byteOffset, n);
 }
+
+/** `n` elements of `Type` in memory from `alloc` (e.g. BufferPool.take) when it gives an aligned buffer, else new. */
+export function floats<T extends Float32ArrayConstructor | Float64ArrayConstructor>(Type: T, n: number, alloc?: (bytes: number) => Uint8Array): InstanceType<T> {
+  const bytes = alloc?.(n * Type.BYTES_PER_ELEMENT);
+  return (bytes && bytes.byteOffset % Type.BYTES_PER_ELEMENT === 0 ? new Type(bytes.buffer as ArrayBuffer, bytes.byteOffset, n) : new Type(n)) as InstanceType<T>;
+}
