@@ -127,8 +127,6 @@ const actor: ActorFactory = async (ctx) => {
             runner = await OrtRunner.create(await getArtifact(ctx.nc, artifact), { ...RUNNER_OPTIONS(threads, pool), giveModel: true });
             return runner;
           },
-          onBegin: () => lifecycle.send({ type: 'WORK_BEGIN' }),
-          onEnd: () => lifecycle.send({ type: 'WORK_END' }),
           ...(pool ? { shm: { pool } } : {}),
         });
         ctx.setCapabilities({ run, epoch, stage });

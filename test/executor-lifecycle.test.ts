@@ -26,34 +26,35 @@ test('executor lifecycle - pure: events that do not apply leave the state unchan
   [s] = transition(executorLifecycle, s, { type: 'START' });
   assert.equal(s.value, 'joining');
   [s] = transition(executorLifecycle, s, { type: 'REGISTERED' });
-  [s] = transition(executorLifecycle, s, { type: 'WORK_BEGIN' });
+  [s] = transition(executorLifecycle, s, { type: 'DRAINED' });
   assert.equal(s.value, 'idle');
-  assert.equal(s.context.inFlight, 0);
-});
-
-test('executor lifecycle - pure: draining waits for in-flight work, then returns to idle without its partition', () => {
-  const machine = executorLifecycle.provide({ actors: { loadPartition: fromPromise(async () => {}) } });
-  let [s] = initialTransition(machine, {});
-  // Skip the invocation by forcing ready through a resolved snapshot: resolveState keeps it pure.
-  s = machine.resolveState({ value: 'serving', context: { ...s.context, assignment: A } });
-  [s] = transition(machine, s, { type: 'WORK_BEGIN' });
-  [s] = transition(machine, s, { type: 'WORK_BEGIN' });
-  assert.equal(s.context.inFlight, 2);
-  [s] = transition(machine, s, { type: 'DRAIN' });
-  assert.equal(s.value, 'draining');
-  [s] = transition(machine, s, { type: 'WORK_END' });
-  assert.equal(s.value, 'draining');
-  [s] = transition(machine, s, { type: 'WORK_END' });
-  assert.equal(s.value, 'idle');
-  assert.equal(s.context.assignment, undefined);
-  assert.equal(s.context.served, 2);
-});
-
-test('executor lifecycle - pure: a drain with nothing in flight is immediate', () => {
-  let [s] = initialTransition(executorLifecycle, {});
-  s = executorLifecycle.resolveState({ value: 'serving', context: { ...s.context, assignment: A } });
   [s] = transition(executorLifecycle, s, { type: 'DRAIN' });
   assert.equal(s.value, 'idle');
+});
+
+test('executor lifecycle - pure: draining lasts until the runtime reports DRAINED, then idle without its partition', () => {
+  const machine = executorLifecycle.provide({ actors: { loadPartition: fromPromise(async () => {}) } });
+  let [s] = initialTransition(machine, {});
+  // Skip the invocation by forcing serving through a resolved snapshot: resolveState keeps it pure.
+  s = machine.resolveState({ value: 'serving', context: { ...s.context, assignment: A } });
+  [s] = transition(machine, s, { type: 'DRAIN' });
+  assert.equal(s.value, 'draining');
+  assert.deepEqual(s.context.assignment, A, 'the partition is kept while work in hand finishes');
+  // A new assignment or a second drain does not cut the drain short.
+  [s] = transition(machine, s, { type: 'DRAIN' });
+  [s] = transition(machine, s, { type: 'START' });
+  assert.equal(s.value, 'draining');
+  [s] = transition(machine, s, { type: 'DRAINED' });
+  assert.equal(s.value, 'idle');
+  assert.equal(s.context.assignment, undefined);
+});
+
+test('executor lifecycle - pure: a failure while draining is recorded', () => {
+  let [s] = initialTransition(executorLifecycle, {});
+  s = executorLifecycle.resolveState({ value: 'draining', context: { ...s.context, assignment: A } });
+  [s] = transition(executorLifecycle, s, { type: 'FAIL', error: 'inference thread died' });
+  assert.equal(s.value, 'failed');
+  assert.equal(s.context.error, 'inference thread died');
 });
 
 test('executor lifecycle - pure: failure records the reason; ASSIGN from failed retries', () => {
@@ -80,11 +81,12 @@ test('executor lifecycle - pure: STOP ends the machine from any state', () => {
 
 test('executor lifecycle - pure: persisted snapshot round-trips', () => {
   let [s] = initialTransition(executorLifecycle, {});
-  s = executorLifecycle.resolveState({ value: 'serving', context: { ...s.context, assignment: A, served: 7 } });
+  s = executorLifecycle.resolveState({ value: 'serving', context: { ...s.context, assignment: A, loadAttempts: 7 } });
   const persisted = JSON.parse(JSON.stringify(executorLifecycle.getPersistedSnapshot(s)));
   const restored = executorLifecycle.resolveState(persisted);
   assert.equal(restored.value, 'serving');
-  assert.equal(restored.context.served, 7);
+  assert.equal(restored.context.loadAttempts, 7);
+  assert.deepEqual(restored.context.assignment, A);
 });
 
 test('executor lifecycle - live: a real loader takes it to ready, then serving', async () => {
@@ -130,14 +132,13 @@ test('executor lifecycle - simulated clock: a load that never finishes times out
   actor.stop();
 });
 
-test('executor lifecycle - simulated clock: a drain stuck on in-flight work fails after its timeout', () => {
+test('executor lifecycle - simulated clock: a drain the runtime never reports done fails after its timeout', () => {
   const clock = new SimulatedClock();
   const actor = createActor(executorLifecycle, { input: { drainTimeoutMs: 1000 }, clock, snapshot: undefined }).start();
   const s0 = actor.getSnapshot();
   actor.stop();
   const serving = executorLifecycle.resolveState({ value: 'serving', context: { ...s0.context, drainTimeoutMs: 1000, assignment: A } });
   const live = createActor(executorLifecycle, { snapshot: serving, clock, input: {} }).start();
-  live.send({ type: 'WORK_BEGIN' });
   live.send({ type: 'DRAIN' });
   clock.increment(999);
   assert.equal(live.getSnapshot().value, 'draining');
@@ -146,11 +147,4 @@ test('executor lifecycle - simulated clock: a drain stuck on in-flight work fail
   live.stop();
 });
 
-test('executor lifecycle - pure: DRAINED ends a drain even if the in-flight count is off', () => {
-  let [s] = initialTransition(executorLifecycle, {});
-  s = executorLifecycle.resolveState({ value: 'draining', context: { ...s.context, assignment: A, inFlight: 3 } });
-  [s] = transition(executorLifecycle, s, { type: 'DRAINED' });
-  assert.equal(s.value, 'idle');
-  assert.equal(s.context.inFlight, 0);
-  assert.equal(s.context.assignment, undefined);
-});
+

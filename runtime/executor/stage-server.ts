@@ -38,9 +38,6 @@ export interface StageServerOptions {
   /** This host's shared-memory pool: what the stage sends on is written there (readers on this host
    *  read the file, others fetch it over NATS). Without it every frame goes through JetStream. */
   shm?: { pool: ShmPool };
-  /** Called around each request, for the lifecycle machine's in-flight count. */
-  onBegin?: () => void;
-  onEnd?: () => void;
 }
 
 /** Creates the stage's durable consumer if missing; every replica binds to the same one. */
@@ -125,7 +122,6 @@ export class StageServer {
   }
 
   private async handle(m: PulledMsg): Promise<void> {
-    this.options.onBegin?.();
     const working = setInterval(() => m.working(), Math.max(1000, this.deployment.ackWaitMs / 3));
     try {
       await consumerSpan(m.subject, m.headers, async (span) => {
@@ -137,7 +133,6 @@ export class StageServer {
       });
     } finally {
       clearInterval(working);
-      this.options.onEnd?.();
     }
   }
 
