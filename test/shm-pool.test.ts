@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ShmPool, formatShmRef, parseShmRef, measureShm } from '../runtime/shm/pool.js';
+import { ShmPool, formatShmRef, parseShmRef, measureShm, readerOf } from '../runtime/shm/pool.js';
 import { BufferPool, Scratch } from '../runtime/shm/buffers.js';
 import { tensor, type Tensor } from '../protocols/tensor-codec.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
@@ -173,4 +173,19 @@ test('shm pool - readPieces hands out a range in order, in pieces of at most the
     assert.deepEqual(joined, whole.subarray(offset, offset + length), `range ${offset}+${length} in ${piece}-byte pieces`);
   }
   assert.throws(() => pool.readPieces(ref.name, 0, whole.byteLength + 1, 32 * 1024, () => {}), isCode(ErrorCode.FRAME_GONE), 'past the end of the file');
+});
+
+test('shm pool - two pools under one reader token (an executor and its inference worker) never name a frame alike', () => {
+  const a = freshPool();
+  const b = ShmPool.open({ dir: a.dir, reader: a.reader })!;
+  const refs = [];
+  for (let i = 0; i < 50; i++) refs.push(a.writeFrame(sample()), b.writeFrame(sample()));
+  assert.equal(new Set(refs.map((r) => r.name)).size, refs.length, 'file names are unique');
+  assert.equal(new Set(refs.map((r) => r.id)).size, refs.length, 'frame ids are unique');
+  for (const r of refs) assert.equal(readerOf(r.name), a.reader, 'every name says who wrote it');
+  // Released and written again: recycled files keep unique names on the free list too.
+  for (const r of refs) (refs.indexOf(r) % 2 ? b : a).release(r);
+  const again = Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).writeFrame(sample()));
+  for (const r of again) assertSame((again.indexOf(r) % 2 ? b : a).readFrame(r).tensors, sample());
+  assert.equal(new Set([...refs, ...again].map((r) => r.id)).size, refs.length + again.length);
 });
