@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager, jetstream } from '@nats-io/jetstream';
-import { startNatsServer, startNatsCluster, isAlive } from '../runtime/nats/server.js';
+import { startNatsServer, startNatsCluster, isAlive, natsServerProcs } from '../runtime/nats/server.js';
 
 test('nats-server - starts on an OS-chosen port with JetStream, and stop removes its temp store', async () => {
   const server = await startNatsServer();
@@ -20,6 +20,29 @@ test('nats-server - starts on an OS-chosen port with JetStream, and stop removes
   await server.stop();
   assert.equal(isAlive(server.pid), false);
   assert.equal(existsSync(server.workDir), false);
+});
+
+test('nats-server - pure: GOMAXPROCS is the user\'s when set, else half the cores, at least one', () => {
+  assert.equal(natsServerProcs({}, 2), 1);
+  assert.equal(natsServerProcs({}, 1), 1);
+  assert.equal(natsServerProcs({}, 8), 4);
+  assert.equal(natsServerProcs({ GOMAXPROCS: '3' }, 8), 3);
+  assert.equal(natsServerProcs({ CLEAVE_NATS_PROCS: '2', GOMAXPROCS: '3' }, 8), 2);
+  // Nonsense is ignored, not passed to Go (which would fall back to every core).
+  assert.equal(natsServerProcs({ CLEAVE_NATS_PROCS: 'lots', GOMAXPROCS: '0' }, 6), 3);
+});
+
+test('nats-server - the server runs with the GOMAXPROCS it was given (its /varz says so)', async () => {
+  for (const procs of [1, 2]) {
+    const server = await startNatsServer({ procs });
+    try {
+      assert.ok(server.monitorUrl, 'the monitoring port is open');
+      const varz = (await (await fetch(`${server.monitorUrl}/varz`)).json()) as { gomaxprocs: number };
+      assert.equal(varz.gomaxprocs, procs);
+    } finally {
+      await server.stop();
+    }
+  }
 });
 
 test('nats-server - two servers side by side never share a port or a store', async () => {
