@@ -248,17 +248,3 @@ test('shm pool - mapFrame refuses what readFrame refuses: a gone, recycled, shor
 function mappedRegions(dir: string): number {
   return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(dir)).length;
 }
-
-test('shm pool - CLEAVE_MMAP=0 turns mapping off: mapFrame gives undefined and readFrame still serves the frame', async () => {
-  const pool = freshPool();
-  const ref = pool.writeFrame(sample());
-  const script = `import { ShmPool, parseShmRef } from './runtime/shm/pool.ts';
-    const pool = ShmPool.open({ dir: process.argv[1] });
-    const ref = parseShmRef(process.argv[2]);
-    console.log(JSON.stringify({ mapped: pool.mapFrame(ref) !== undefined, names: Object.keys(pool.readFrame(ref).tensors).sort() }));`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, pool.dir, formatShmRef(ref)], {
-    cwd: new URL('..', import.meta.url).pathname,
-    env: { ...process.env, CLEAVE_MMAP: '0' },
-  });
-  assert.deepEqual(JSON.parse(stdout), { mapped: false, names: ['a', 'b', 'c', 's'] });
-});
