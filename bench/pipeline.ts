@@ -241,10 +241,6 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       log(`${mb} MB: raw core NATS ${raw.toFixed(0)} MB/s; hop between hosts ${hop.toFixed(0)} (${pool && fetched ? "fetched" : "inline"}), within a host ${pool ? median(locals).toFixed(0) : '-'}, stored in JetStream ${median(stored).toFixed(0)} MB/s`);
     }
 
-    // ---- a stage's input frame within a host: read into a buffer, or mapped in place ----
-    const frameIn = pool ? frameInMs(pool, input(0)) : undefined;
-    if (frameIn) log(`stage input frame (${frameIn.mb} MB) within a host: read ${frameIn.readMs} ms, mapped ${frameIn.mapMs} ms${frameIn.mapMs === null ? ' (no mmap addon)' : ''}`);
-
     const report = {
       model: 'PP-OCRv4 det',
       input: [1, 3, size, size],
@@ -279,7 +275,6 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
       plan: { stages: d.stages.map((s) => ({ index: s.index, executor: s.executors[0], nodes: d.plan.stages[s.index]!.nodes.length, predictedMs: round((s.predicted?.stageSeconds ?? 0) * 1000) })), bottleneckStage: bottleneck },
       bottleneckReplicas: replicas.map((r) => ({ ...r, throughput: round(r.throughput) })),
       transfer,
-      frameIn,
       memory,
       cores: (await import('node:os')).availableParallelism(),
     };
@@ -383,13 +378,7 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
         const ref = shmRefOf(m.headers);
         // A consumer on another host fetches the frame from the producer's host over core NATS.
         if (ref && remote) await fetchShmFrame(consumerConn, ref, 10_000, (n) => scratch.get(n));
-        // Within a host the consumer maps the file as a stage's worker does (mapFrame; its pages
-        // populated, so delivered to the consumer as much as a copy is), else reads it into a buffer.
-        else if (ref && pool) {
-          const mapped = pool.mapFrame(ref);
-          if (mapped) mapped.close();
-          else pool.readFrame(ref, scratch);
-        }
+        else if (ref && pool) pool.readFrame(ref, scratch);
         scratches.push(scratch);
         m.ack();
         if (ref) releaseShmFrame(consumerConn, remote ? undefined : pool, ref);
@@ -421,49 +410,4 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
     await consumerConn.close();
     await jsm.streams.delete(name);
   }
-}
-
-/**
- * What a stage's worker spends to take in its input frame from the host's pool, then read every float
- * of it once (as onnxruntime does): read() into a reused buffer, against mapFrame (the product's path
- * when the mmap addon is built). Alternating per frame, medians after a warm-up; null without the addon.
- */
-export function frameInMs(pool: ShmPool, tensors: Record<string, Tensor>, frames = 80): { mb: number; readMs: number; mapMs: number | null; ratio: number | null } {
-  const scratch = new Scratch();
-  const pass = (ts: Record<string, Tensor>) => {
-    let acc = 0;
-    for (const t of Object.values(ts)) {
-      const a = t.data as Float32Array;
-      for (let i = 0; i < a.length; i += 16) acc += a[i]!; // one read per cache line
-    }
-    return acc;
-  };
-  const read: number[] = [], mapped: number[] = [];
-  let bytes = 0;
-  const probe = pool.writeFrame(tensors);
-  const probed = pool.mapFrame(probe);
-  probed?.close();
-  pool.release(probe);
-  const canMap = probed !== undefined;
-  for (let i = 0; i < frames; i++) {
-    for (const how of i % 2 ? (['map', 'read'] as const) : (['read', 'map'] as const)) {
-      if (how === 'map' && !canMap) continue;
-      const ref = pool.writeFrame(tensors);
-      bytes = ref.bytes;
-      const t = performance.now();
-      if (how === 'read') {
-        pass(pool.readFrame(ref, scratch).tensors);
-        if (i >= 8) read.push(performance.now() - t);
-      } else {
-        const f = pool.mapFrame(ref)!;
-        pass(f.tensors);
-        f.close();
-        if (i >= 8) mapped.push(performance.now() - t);
-      }
-      pool.release(ref);
-    }
-  }
-  const readMs = round(median(read), 2);
-  const mapMs = canMap ? round(median(mapped), 2) : null;
-  return { mb: round(bytes / 1e6), readMs, mapMs, ratio: mapMs === null ? null : round(readMs / mapMs, 2) };
 }

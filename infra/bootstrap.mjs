@@ -6,7 +6,6 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join, delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildNative } from './build-native.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const forTests = process.argv.includes('--test') || process.env.npm_lifecycle_event === 'pretest';
@@ -55,9 +54,6 @@ if (npmDepsMissing()) {
     process.exit(1);
   }
 }
-
-// The mmap addon for shared-memory frames (optional: without it frames are read with read()).
-buildNative();
 
 if (!process.env.NATS_URL && !process.env.NATS_SERVER_BIN && !onPath('nats-server')) {
   ok = aptInstall(['nats-server'], 'nats-server, the message server Cleave embeds (or set NATS_URL to use your own)') && ok;

@@ -3,8 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
-import { mmapAddon } from '../runtime/shm/mmap.js';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -190,61 +189,3 @@ test('shm pool - two pools under one reader token (an executor and its inference
   for (const r of again) assertSame((again.indexOf(r) % 2 ? b : a).readFrame(r).tensors, sample());
   assert.equal(new Set([...refs, ...again].map((r) => r.id)).size, refs.length + again.length);
 });
-
-test('shm pool - mapFrame reads a frame in place: same tensors as readFrame, views of the file, empty once closed', () => {
-  assert.ok(process.env.CLEAVE_MMAP === '0' || mmapAddon(), 'the mmap addon is built by the bootstrap (infra/build-native.mjs)');
-  const pool = freshPool();
-  if (!mmapAddon()) {
-    assert.equal(pool.mapFrame(pool.writeFrame(sample())), undefined, 'without the addon callers fall back to readFrame');
-    return;
-  }
-  const big = { t: tensor('float32', [1 << 20], Float32Array.from({ length: 1 << 20 }, (_, i) => i * 0.5)), ...sample() };
-  const ref = pool.writeFrame(big);
-  const mapped = pool.mapFrame(ref)!;
-  assertSame(mapped.tensors, big);
-  assertSame(mapped.tensors, pool.readFrame(ref).tensors);
-  const t = mapped.tensors.t!.data as Float32Array;
-  assert.equal(t.buffer.byteLength, ref.bytes, 'a view of the mapping, not a copy');
-  // The file rewritten in place shows through the mapping: it is the file, not a snapshot.
-  const fd = openSync(join(pool.dir, 'live', ref.name), 'r+');
-  const off = t.byteOffset + 4 * 7;
-  writeSync(fd, new Uint8Array(new Float32Array([42]).buffer), 0, 4, off);
-  closeSync(fd);
-  assert.equal(t[7], 42);
-  mapped.close();
-  assert.equal(t.length, 0, 'closed: the views read as empty, never as another frame');
-  assert.equal(t[7], undefined);
-  mapped.close(); // twice is harmless
-  // Many maps and closes leave nothing mapped behind (each is unmapped at close, not at a collection).
-  const before = mappedRegions(pool.dir);
-  for (let i = 0; i < 200; i++) pool.mapFrame(ref)!.close();
-  assert.equal(mappedRegions(pool.dir), before);
-  assert.equal(mappedRegions(pool.dir), 0);
-  // A frame kept open shows in the process's maps until closed.
-  const held = pool.mapFrame(ref)!;
-  assert.equal(mappedRegions(pool.dir), 1);
-  held.close();
-  assert.equal(mappedRegions(pool.dir), 0);
-});
-
-test('shm pool - mapFrame refuses what readFrame refuses: a gone, recycled, shortened or foreign frame', () => {
-  if (!mmapAddon()) return;
-  const pool = freshPool();
-  const first = pool.writeFrame({ t: tensor('float32', [256 * 1024], new Float32Array(256 * 1024).fill(1)) });
-  pool.release(first);
-  assert.throws(() => pool.mapFrame(first), isCode(ErrorCode.FRAME_GONE));
-  const second = pool.writeFrame({ t: tensor('float32', [256 * 1024], new Float32Array(256 * 1024).fill(2)) });
-  assert.throws(() => pool.mapFrame({ ...second, id: first.id }), isCode(ErrorCode.FRAME_GONE), 'recycled under another id');
-  // A file shorter than its reference says would kill the process when touched past its end (SIGBUS):
-  // refused before mapping.
-  assert.throws(() => pool.mapFrame({ ...second, bytes: second.bytes + 1024 * 1024 }), isCode(ErrorCode.FRAME_GONE));
-  assert.throws(() => pool.mapFrame({ ...second, domain: 'elsewhere' }), isCode(ErrorCode.BAD_ARGUMENT));
-  assert.throws(() => pool.mapFrame({ ...second, name: '../domain' }), isCode(ErrorCode.FRAME_GONE));
-  assert.equal(mappedRegions(pool.dir), 0, 'a refused frame leaves no mapping behind');
-  assert.equal((pool.mapFrame(second)!.tensors.t!.data as Float32Array)[5], 2);
-});
-
-/** Regions of this process mapped from files under `dir` (/proc/self/maps). */
-function mappedRegions(dir: string): number {
-  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(dir)).length;
-}

@@ -6,7 +6,7 @@ import { collectYoung } from '../gc.js';
 import ort from 'onnxruntime-node';
 import { asCleaveError, CleaveError, ErrorCode, type CleaveErrorWire } from '../../protocols/errors.js';
 import { byteLength, type Tensor } from '../../protocols/tensor-codec.js';
-import { ShmPool, decodeShmBytes, type MappedFrame, type ShmRef } from '../shm/pool.js';
+import { ShmPool, decodeShmBytes, type ShmRef } from '../shm/pool.js';
 import { Scratch } from '../shm/buffers.js';
 import { checkFeeds, fromOrtTensor, prepareTransfer, toOrtTensor, valueInfoFromOrt, type OrtValueInfo, type WireTensor } from './ort-tensors.js';
 
@@ -170,8 +170,6 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
     collectYoung();
   }
   let tensors: Record<string, Tensor>;
-  /** The input frame when mapped in place: closed once nothing reads its tensors any more. */
-  let mapped: MappedFrame | undefined;
   let out: StageOutput;
   let runMs: number;
   let inBytes = 0;
@@ -179,9 +177,8 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
   try {
     if ('shm' in m.input) {
       if (!pool) throw new CleaveError(ErrorCode.INTERNAL, 'this runner has no shared-memory pool; send the tensors instead');
-      // Views into the pool file (mapped) or the scratch buffer: valid until this job ends with them.
-      mapped = pool.mapFrame(m.input.shm);
-      tensors = (mapped ?? pool.readFrame(m.input.shm, scratch)).tensors;
+      // Views into the scratch buffer: valid until the next job, and this job ends with them.
+      tensors = pool.readFrame(m.input.shm, scratch).tensors;
       inBytes = m.input.shm.bytes;
     } else if ('frame' in m.input) {
       tensors = decodeShmBytes(m.input.ref, m.input.frame).tensors;
@@ -210,19 +207,14 @@ async function runStage(session: ort.InferenceSession, inputs: OrtValueInfo[], m
       out = { tensors: Object.entries(forward).map(([name, t]) => ({ name, ...t })) };
     }
   } catch (e) {
-    mapped?.close();
     const err = e instanceof CleaveError ? e : new CleaveError(ErrorCode.STAGE_FAILED, `onnxruntime failed to run the partition: ${asCleaveError(e).message}`);
     post({ type: 'runFailed', id: m.id, error: err.toWire() });
     return;
   }
-  try {
-    // Returned tensors that view the input frame (passed through from shared memory) are copied by
-    // prepareTransfer; ORT's own outputs own their buffers and are moved.
-    const transfer = 'tensors' in out ? prepareTransfer(out.tensors) : [];
-    post({ type: 'stageResult', id: m.id, out, runMs, inBytes, outBytes }, transfer);
-  } finally {
-    mapped?.close();
-  }
+  // Returned tensors that view the scratch buffer (passed through from a shared-memory input) are
+  // copied by prepareTransfer; ORT's own outputs own their buffers and are moved.
+  const transfer = 'tensors' in out ? prepareTransfer(out.tensors) : [];
+  post({ type: 'stageResult', id: m.id, out, runMs, inBytes, outBytes }, transfer);
   if ('shm' in out && outBytes > 1024 * 1024) deadOutputs = true;
 }
 

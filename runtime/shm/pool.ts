@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { decodeFrame, encodeFrameParts, type DecodedFrame, type Tensor } from '../../protocols/tensor-codec.js';
 import { Scratch, uninitializedBytes } from './buffers.js';
-import { mmapAddon } from './mmap.js';
 
 /** Bytes read from a pool file at once when serving it in pieces (see readPieces). */
 const READ_BLOCK_BYTES = 1024 * 1024;
@@ -76,12 +75,6 @@ const READER = /^[0-9a-f]{12}$/;
 export function readerOf(name: string): string | undefined {
   const [reader, ...rest] = name.split('-');
   return rest.length === 2 && READER.test(reader!) ? reader : undefined;
-}
-
-/** A frame read in place (ShmPool.mapFrame): its tensors view the pool file until `close()`. */
-export interface MappedFrame extends DecodedFrame {
-  /** Unmaps the file now; the tensors then read as empty (never as another frame's bytes). Idempotent. */
-  close(): void;
 }
 
 export interface ShmStats {
@@ -213,45 +206,6 @@ export class ShmPool {
     }
     this.stats.read++;
     return decodeShmBytes(ref, bytes);
-  }
-
-  /**
-   * The frame a reference names, mapped rather than read: its tensors view the pool file itself, so a
-   * consumer (onnxruntime) reads them where the producer wrote them. pread() of a 4.9 MB tmpfs file cost
-   * 4.6-7 ms on these VMs; mapping it with its pages populated, about 1 ms. Undefined without the mmap
-   * addon (not built, or CLEAVE_MMAP=0): use readFrame. The caller closes the frame when done, and
-   * before the message naming it is acked (after which the file may be recycled: a mapping never sees
-   * another frame, since files are never shortened, but it would see its bytes change). Same errors as
-   * readFrame.
-   */
-  mapFrame(ref: ShmRef): MappedFrame | undefined {
-    const mm = mmapAddon();
-    if (!mm) return undefined;
-    if (ref.domain !== this.domain) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `frame ${ref.name} lives in shared memory of domain ${ref.domain}, not this host's (${this.domain}); fetch it with fetchShmFrame`);
-    let fd: number;
-    try {
-      if (!NAME.test(ref.name)) throw new Error('not a pool file name');
-      fd = openSync(join(this.live, ref.name), 'r');
-    } catch (e) {
-      throw gone(ref, e);
-    }
-    let buffer: ArrayBuffer;
-    try {
-      // Touching a mapped page beyond the end of the file would kill the process (SIGBUS).
-      if (fstatSync(fd).size < ref.bytes) throw gone(ref);
-      buffer = mm.map(fd, ref.bytes, false);
-    } finally {
-      closeSync(fd);
-    }
-    let frame: DecodedFrame;
-    try {
-      frame = decodeShmBytes(ref, new Uint8Array(buffer));
-    } catch (e) {
-      mm.unmap(buffer);
-      throw e;
-    }
-    this.stats.read++;
-    return { ...frame, close: () => void mm.unmap(buffer) };
   }
 
   /**
