@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager, jetstream } from '@nats-io/jetstream';
 import { startNatsServer, startNatsCluster, isAlive, natsServerProcs } from '../runtime/nats/server.js';
+import { CleaveError, ErrorCode } from '../protocols/errors.js';
 
 test('nats-server - starts on an OS-chosen port with JetStream, and stop removes its temp store', async () => {
   const server = await startNatsServer();
@@ -42,6 +43,12 @@ test('nats-server - the server runs with the GOMAXPROCS it was given (its /varz 
     } finally {
       await server.stop();
     }
+  }
+});
+
+test('nats-server - a procs that is not a positive integer is refused before anything starts', async () => {
+  for (const procs of [0, -1, 1.5, Number.NaN]) {
+    await assert.rejects(startNatsServer({ procs }), (e: unknown) => e instanceof CleaveError && e.code === ErrorCode.BAD_ARGUMENT && /positive integer/.test(e.message));
   }
 });
 

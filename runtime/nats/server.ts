@@ -32,13 +32,9 @@ export interface NatsServerOptions {
 
 /**
  * How many OS threads the Go runtime of a server started here may run Go code on at once: the
- * user's GOMAXPROCS (or CLEAVE_NATS_PROCS) when set, else half the cores, at least one. The server
- * shares its host with the executors, and on this 2-vCPU VM one was faster than two everywhere it
- * was measured (alternating runs, one server each): a 2-executor pipeline on PP-OCRv4 det 1-5.6 %
- * more req/s in 3 of 3 pairs, the server's CPU 1.75-1.88 against 2.19-2.56 ms per request, the stages'
- * CPU lower too; raw core NATS and the hop between hosts at 1, 8 and 32 MB as fast or faster. With
- * two, an idle P spins looking for work and each message wakes a thread on the other core, where an
- * inference thread runs.
+ * user's CLEAVE_NATS_PROCS or GOMAXPROCS when set (nonsense is ignored), else half the cores, at
+ * least one. The server shares its host with the executors; on 2 vCPUs one thread beat two in every
+ * pair measured (figures in docs/ARCHITECTURE.md, Processes).
  */
 export function natsServerProcs(env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): number {
   for (const v of [env.CLEAVE_NATS_PROCS, env.GOMAXPROCS]) {
@@ -110,6 +106,11 @@ export function findNatsServerBinary(): string {
 }
 
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
+  // Checked before anything is spawned or created: Go would take 0 or garbage as "every core".
+  if (options.procs !== undefined && !(Number.isInteger(options.procs) && options.procs > 0)) {
+    throw new CleaveError(ErrorCode.BAD_ARGUMENT, `procs must be a positive integer (the server's GOMAXPROCS), not ${options.procs}; leave it out for half the cores`);
+  }
+  const procs = options.procs ?? natsServerProcs();
   const bin = findNatsServerBinary();
   const configFile = options.configFile ?? join(projectRoot(), 'nats.conf');
   const ownsStore = options.storeDir === undefined;
@@ -127,7 +128,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   }
 
   const logFd = openSync(logFile, 'a');
-  const env = { ...process.env, GOMAXPROCS: String(options.procs ?? natsServerProcs()) };
+  const env = { ...process.env, GOMAXPROCS: String(procs) };
   let child: ChildProcess | undefined;
   try {
     if (options.detached) {
