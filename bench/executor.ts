@@ -3,7 +3,7 @@
 // Also runnable as `node --import tsx bench/executor.ts`.
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import { OrtRunner } from '../runtime/executor/ort-runner.js';
 import type { Tensor } from '../protocols/tensor-codec.js';

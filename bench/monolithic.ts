@@ -4,7 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { toOrtTensor } from '../runtime/executor/ort-tensors.js';
 import { withTensorMalloc } from '../runtime/malloc.js';

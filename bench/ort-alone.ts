@@ -7,7 +7,7 @@
 import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import { STAGE_SESSION_OPTIONS } from '../runtime/executor/session-options.js';
 import { fromOrtTensor, toOrtTensor } from '../runtime/executor/ort-tensors.js';

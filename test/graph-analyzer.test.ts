@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import type { PartitionGraph } from '../protocols/graph.js';
 import { analyzeModelFile, analyzeOnnx, buildCuts, parseProfile, topoOrder, type DagNode } from '../runtime/graph/mod.js';

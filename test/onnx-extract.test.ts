@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { ErrorCode, isCleaveError } from '../protocols/errors.js';
 import { cutConfigs, runModel, runStagesLocally, type Feeds } from '../runtime/onnx/conformance.js';
 import { extractStages, stageInterfaces, stagesFromCuts, writeStages } from '../runtime/onnx/extract.js';

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { isCleaveError, ErrorCode } from '../protocols/errors.js';
 import type { DType } from '../protocols/graph.js';
 import {

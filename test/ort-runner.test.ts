@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { CleaveError, ErrorCode } from '../protocols/errors.js';
 import type { DType } from '../protocols/graph.js';
 import type { Tensor } from '../protocols/tensor-codec.js';
@@ -419,5 +419,41 @@ describe('ort runner - stage jobs', () => {
     runners.push(again);
     assert.notEqual(runnerInternals.threadId(again), runnerInternals.threadId(r));
     await spare.dispose();
+  });
+});
+
+describe('onnxruntime telemetry', () => {
+  /** A process that loads onnxruntime the way Cleave does and creates one session, with HOME in `home`. */
+  async function sessionIn(home: string, env: Record<string, string> = {}): Promise<number> {
+    const script = `const { InferenceSession } = await import(${JSON.stringify(join(ROOT, 'runtime/ort.ts'))}); await InferenceSession.create(${JSON.stringify(OCR_DET)}); process.stdout.write(String(process.pid));`;
+    const { ORT_DISABLE_TELEMETRY: _, ...base } = process.env;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: { ...base, HOME: home, XDG_CACHE_HOME: join(home, '.cache'), ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b));
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.equal(code, 0);
+    return Number(out);
+  }
+  const eventFiles = (home: string, pid: number) => [
+    ...(() => { try { return readdirSync(join(home, '.cache/Microsoft/DeveloperTools/.onnxruntime')).map((f) => `~/.cache/.../${f}`); } catch { return []; } })(),
+    ...readdirSync('/tmp').filter((f) => f === `mat-debug-${pid}.log`),
+  ];
+
+  test('onnxruntime telemetry - off: a session leaves no event database and no /tmp log; ORT_DISABLE_TELEMETRY=0 from the user turns it back on', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const home = mkdtempSync(join(tmpdir(), 'cleave-home-'));
+    try {
+      const pid = await sessionIn(home);
+      assert.deepEqual(eventFiles(home, pid), []);
+      // The control: the same process with the user's own setting records events (this onnxruntime
+      // does; should a later one not, this test says so and runtime/ort.ts can go).
+      const on = await sessionIn(home, { ORT_DISABLE_TELEMETRY: '0' });
+      const files = eventFiles(home, on);
+      assert.ok(files.some((f) => f.endsWith('onnxruntime.db')), `expected onnxruntime's event database with telemetry on, found ${JSON.stringify(files)}`);
+      rmSync(`/tmp/mat-debug-${on}.log`, { force: true });
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import ort from 'onnxruntime-node';
+import ort from '../runtime/ort.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { suiteServer, suiteConnection, onCleanup } from './helpers/nats.js';
 import { startLocalDeployment } from '../runtime/local-deployment.js';

@@ -1,6 +1,6 @@
 // Measures this host's effective FLOP/s for conv-like work in onnxruntime, the `flopsPerSec` capability
 // the planner divides node FLOPs by. The probe model is built here; FLOPs use runtime/graph's Conv rule.
-import ort from 'onnxruntime-node';
+import ort from '../ort.js';
 import { encodeModel, onnx } from '../onnx/proto.js';
 
 export interface CalibrationOptions {

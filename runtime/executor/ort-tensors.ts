@@ -1,6 +1,6 @@
 // Conversion between the codec `Tensor` and onnxruntime-node's `ort.Tensor`, and the dtype rules of ORT.
 // Both directions share the data array (no copy); shapes are copied.
-import ort from 'onnxruntime-node';
+import ort from '../ort.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import type { DType, Dim } from '../../protocols/graph.js';
 import type { Tensor, TensorData } from '../../protocols/tensor-codec.js';

@@ -3,7 +3,7 @@
 // Loaded by session-worker.mjs (which puts tsx in front of it); the message shapes are below.
 import { parentPort, workerData } from 'node:worker_threads';
 import { collectYoung } from '../gc.js';
-import ort from 'onnxruntime-node';
+import ort from '../ort.js';
 import { asCleaveError, CleaveError, ErrorCode, type CleaveErrorWire } from '../../protocols/errors.js';
 import { byteLength, type Tensor } from '../../protocols/tensor-codec.js';
 import { ShmPool, decodeShmBytes, type ShmRef } from '../shm/pool.js';

@@ -27,7 +27,7 @@ function namedCopy(model: onnx.IModelProto, ids: readonly string[]): onnx.ModelP
 }
 
 // Loaded on first use: the TF.js path and pure callers never pay for the native binding.
-const loadOrt = () => import('onnxruntime-node');
+const loadOrt = () => import('../ort.js');
 
 async function zeroFeeds(feeds: Record<string, Feed>): Promise<Record<string, Tensor>> {
   const ort = await loadOrt();

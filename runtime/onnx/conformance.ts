@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from '../ort.js';
 import { asCleaveError, CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { extractStages, probeTypes, stagesFromCuts, type ExtractedStage } from './extract.js';
 import { decodeModel, nodeIds, onnx, tensorProtoToArray, type DecodedTensor } from './proto.js';

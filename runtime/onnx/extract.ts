@@ -2,7 +2,7 @@
 // emits one standalone ONNX model per stage plus the manifest naming the tensors that cross each cut.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from '../ort.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { encodeModel, nodeIds, onnx } from './proto.js';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
-import ort from 'onnxruntime-node';
+import ort from '../../ort.js';
 import { CleaveError, ErrorCode } from '../../../protocols/errors.js';
 import type { Deployment, TensorSpec } from '../../../protocols/deployment.js';
 import { tensor, type Tensor } from '../../../protocols/tensor-codec.js';
