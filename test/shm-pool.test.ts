@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -21,6 +21,12 @@ function freshPool(opts: Parameters<typeof ShmPool.open>[0] = {}): ShmPool {
   return p;
 }
 test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** The pool's free files, as (capacity, path), whatever directory of the free list they are in. */
+function freeFiles(pool: ShmPool): { cap: number; path: string }[] {
+  const free = join(pool.dir, 'free');
+  return readdirSync(free).flatMap((d) => readdirSync(join(free, d)).map((f) => ({ cap: Number(d.replace('size-', '')), path: join(free, d, f) })));
+}
 
 const isCode = (code: ErrorCode) => (e: unknown) => e instanceof CleaveError && e.code === code;
 
@@ -92,7 +98,7 @@ test('shm pool - beyond its free budget a released file is deleted; sweep remove
   const ref = pool.writeFrame(sample());
   pool.release(ref);
   assert.equal(pool.stats.deleted, 1);
-  assert.deepEqual(readdirSync(join(pool.dir, 'free')), []);
+  assert.deepEqual(freeFiles(pool), []);
   const stale = pool.writeFrame(sample());
   const fresh = pool.writeFrame(sample());
   const old = (Date.now() - 2 * 3600_000) / 1000;
@@ -112,21 +118,44 @@ test('shm pool - a full free list makes room for the sizes in use: the least rec
     pool.release(r);
     await new Promise((res) => setTimeout(res, 5)); // distinct release times
   }
-  assert.equal(readdirSync(join(pool.dir, 'free')).length, 6);
+  assert.equal(freeFiles(pool).length, 6);
   const big = pool.writeFrame(frame(512 * 1024));
   assert.equal(pool.stats.created, 7, 'no small file fits the 2 MiB frame');
   pool.release(big);
   // 5.4 MiB asked for 4: the four oldest small files (2.25 MiB) make room, the big one is kept.
   assert.equal(pool.stats.evicted, 4);
   assert.equal(pool.stats.deleted, 0);
-  const free = readdirSync(join(pool.dir, 'free')).map((f) => Number(f.split('.')[0])).sort((a, b) => a - b);
+  const free = freeFiles(pool).map((f) => f.cap).sort((a, b) => a - b);
   assert.deepEqual(free, [576 * 1024, 576 * 1024, 2112 * 1024]);
-  const kept = readdirSync(join(pool.dir, 'free')).map((f) => statSync(join(pool.dir, 'free', f)).ino);
+  const kept = freeFiles(pool).map((f) => statSync(f.path).ino);
   assert.ok(kept.includes(inodes[4]!) && kept.includes(inodes[5]!), 'the two most recently released small files are the ones kept');
   pool.writeFrame(frame(512 * 1024));
   pool.writeFrame(frame(128 * 1024));
   assert.equal(pool.stats.created, 7, 'both sizes now come from warm files');
   assert.equal(pool.stats.reused, 2);
+});
+
+test('shm pool - the free list is kept by capacity: a frame takes a file of its own size first, else the smallest larger one that fits; files of the flat layout of earlier versions are dropped', () => {
+  const pool = freshPool();
+  const frame = (floats: number) => ({ t: tensor('float32', [floats], new Float32Array(floats).fill(2)) });
+  const refs = [pool.writeFrame(frame(300 * 1024)), pool.writeFrame(frame(100 * 1024)), pool.writeFrame(frame(150 * 1024))];
+  const caps = refs.map((r) => statSync(join(pool.dir, 'live', r.name)).size);
+  const inodes = refs.map((r) => statSync(join(pool.dir, 'live', r.name)).ino);
+  refs.forEach((r) => pool.release(r));
+  assert.deepEqual(readdirSync(join(pool.dir, 'free')).sort(), caps.map((c) => `size-${c}`).sort(), 'one directory per capacity');
+  // 120 K floats (a 512 KiB file): none of its own capacity; the 640 KiB one fits, the 1216 KiB one is too big.
+  const mid = pool.writeFrame(frame(120 * 1024));
+  assert.equal(statSync(join(pool.dir, 'live', mid.name)).ino, inodes[2]);
+  const own = pool.writeFrame(frame(100 * 1024));
+  assert.equal(statSync(join(pool.dir, 'live', own.name)).ino, inodes[1], 'a file of the frame\'s own capacity');
+  assertSame(pool.readFrame(own).tensors, frame(100 * 1024));
+  assert.equal(pool.stats.reused, 2);
+  assert.equal(pool.writeFrame(frame(10 * 1024)) && pool.stats.created, 4, 'a 4x larger file is not taken for a small frame');
+  // An earlier version's free file, `free/<capacity>.<rand>`, is gone once a pool opens the directory.
+  writeFileSync(join(pool.dir, 'free', `${caps[0]}.0123abcd`), new Uint8Array(caps[0]!));
+  ShmPool.open({ dir: pool.dir });
+  assert.deepEqual(readdirSync(join(pool.dir, 'free')).filter((f) => f.includes('.')), []);
+  assert.equal(freeFiles(pool).length, 1, 'the 1.2 MiB file is still on the free list');
 });
 
 test('shm pool - pools on one directory share a domain; another directory is another domain; CLEAVE_SHM=0 turns it off', () => {
