@@ -43,7 +43,7 @@ function workerEntryUrl(): URL {
         if (/^session-worker-[0-9a-f]{16}\.mjs$/.test(f) && Date.now() - statSync(p).mtimeMs > 86_400_000) rmSync(p, { force: true });
       }
       const tmp = `${out}.${process.pid}.tmp`;
-      buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node', 'msgpackr'], outfile: tmp, logLevel: 'silent' });
+      buildSync({ entryPoints: [src], bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['onnxruntime-node', 'msgpackr', '@node-rs/crc32'], outfile: tmp, logLevel: 'silent' });
       renameSync(tmp, out);
     }
     workerEntry = pathToFileURL(out);
