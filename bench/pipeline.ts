@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+// As every Cleave connection receives large messages (raw core NATS here measured the same way).
+import '../runtime/nats/large-messages.js';
 import { startNatsServer } from '../runtime/nats/server.js';
 import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';

@@ -2,6 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+// Large messages are gathered into a buffer of their size, not regrown per socket read.
+import './large-messages.js';
 import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { dataDir } from '../paths.js';
 import { isAlive } from './server.js';

@@ -1,0 +1,74 @@
+// Receiving large NATS messages without regrowing a buffer for each one.
+//
+// nats.js (@nats-io/nats-core 3.x) parses the socket's reads (64 KiB each from Node) in place; a
+// message that spans reads is gathered in a DenoBuffer started as a copy of its first piece and grown
+// by doubling: a 1 MB frame cost four allocations and ~1.7 MB of copying before it was whole, and the
+// garbage collections those allocations drive. The parser knows the message's size by then (`ma.size`,
+// headers included), so here the buffer is replaced, right after the parser made it, by one of exactly
+// that size holding the same first piece: the rest is copied in once. What the parser hands on is the
+// same bytes, now a view at offset 0 of a buffer of their own.
+//
+// Measured in one process (a 1 MB frame's JetStream hop, publisher and consumer, 6 x 256 MB, three
+// alternating pairs): 3.06 / 3.12 / 3.28 ms of CPU per MB without, 2.71 / 2.64 / 2.34 with.
+//
+// This reaches into the parser's fields (`state`, `msgBuf`, `ma`) and DenoBuffer's (`_buf`, `_off`),
+// exported by `@nats-io/nats-core/internal`: it checks they are there, as they are in 3.x, and leaves
+// the parser alone otherwise (`largeMessagePatch()` says which). CLEAVE_NATS_PATCH=0 turns it off.
+import { DenoBuffer, Parser, State } from '@nats-io/nats-core/internal';
+
+interface GatherBuffer {
+  _buf: Uint8Array;
+  _off: number;
+  readonly length: number;
+  readonly capacity: number;
+  bytes(o: { copy: boolean }): Uint8Array;
+}
+interface ParserFields {
+  state: number;
+  msgBuf?: GatherBuffer;
+  ma: { size: number };
+}
+
+let status: 'on' | 'off' | 'unsupported' = 'off';
+
+/** Whether the patch is in place ('on'), turned off, or not applicable to this nats.js. */
+export function largeMessagePatch(): 'on' | 'off' | 'unsupported' {
+  return status;
+}
+
+function applicable(): boolean {
+  const probe = new DenoBuffer(new Uint8Array(4)) as unknown as GatherBuffer;
+  return (
+    typeof Parser?.prototype?.parse === 'function' &&
+    typeof State?.MSG_PAYLOAD === 'number' &&
+    probe._buf instanceof Uint8Array &&
+    probe._off === 0 &&
+    probe.length === 4 &&
+    probe.capacity === 4 &&
+    typeof probe.bytes === 'function'
+  );
+}
+
+function install(): void {
+  if (process.env.CLEAVE_NATS_PATCH === '0') return;
+  if (!applicable()) {
+    status = 'unsupported';
+    return;
+  }
+  const parse = Parser.prototype.parse;
+  const MSG_PAYLOAD = State.MSG_PAYLOAD;
+  Parser.prototype.parse = function (this: Parser & ParserFields, buf: Uint8Array): void {
+    parse.call(this, buf);
+    const gather = this.msgBuf;
+    if (gather === undefined || this.state !== MSG_PAYLOAD || gather.capacity >= this.ma.size) return;
+    const have = gather.length;
+    const whole = new Uint8Array(new ArrayBuffer(this.ma.size), 0, have);
+    whole.set(gather.bytes({ copy: false }));
+    // DenoBuffer grows by reslicing its ArrayBuffer from offset 0 while there is room: no more copies.
+    gather._buf = whole;
+    gather._off = 0;
+  };
+  status = 'on';
+}
+
+install();
