@@ -13,6 +13,7 @@ import { decodeShmBytes, formatShmRef, parseShmRef, type ShmPool, type ShmRef } 
 import { fetchShmBytes, releaseRemoteShm } from '../shm/remote.js';
 import { uninitializedBytes } from '../shm/buffers.js';
 import { windowed } from '../windowed.js';
+import { handOver } from './handover.js';
 
 /** Header naming the chunked blob that holds the frame: `<id>;<chunks>;<bytes>;<chunk bytes>`. */
 export const BLOB_HEADER = 'Cleave-Blob';
@@ -29,6 +30,8 @@ export interface PublishFrameOptions {
   headers?: MsgHdrs;
   msgID?: string;
   maxFrameBytes?: number;
+  /** The frame is this publish's own (nothing writes to it again): it goes to the socket uncopied. */
+  handOver?: boolean;
 }
 
 interface BlobRef {
@@ -70,11 +73,14 @@ export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subj
     // The dedup id names the blob too: a retried publish rewrites the same chunks (and JetStream drops them).
     const id = (options.msgID ?? randomUUID()).replace(/[^A-Za-z0-9_:-]/g, '_');
     const chunks = Math.ceil(frame.byteLength / chunk);
-    await windowed(chunks, WINDOW, (i) => js.publish(Subject.blob(id, i), frame.subarray(i * chunk, Math.min(frame.byteLength, (i + 1) * chunk)), { msgID: `${id}.${i}` }));
+    await windowed(chunks, WINDOW, (i) => {
+      const piece = frame.subarray(i * chunk, Math.min(frame.byteLength, (i + 1) * chunk));
+      return js.publish(Subject.blob(id, i), options.handOver ? handOver(piece) : piece, { msgID: `${id}.${i}` });
+    });
     h.set(BLOB_HEADER, `${id};${chunks};${frame.byteLength};${chunk}`);
     data = new Uint8Array(0);
   }
-  return js.publish(subject, data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
+  return js.publish(subject, options.handOver ? handOver(data) : data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
 }
 
 /** The frame bytes of a received message, fetching its chunks when it came by reference. */
@@ -147,7 +153,7 @@ export async function publishWork(nc: NatsConnection, js: JetStreamClient, subje
   const body = encodeFrame({ tensors: ref ? {} : (tensors as { tensors: Record<string, Tensor> }).tensors, meta });
   let ack: PubAck;
   try {
-    ack = await publishFrame(nc, js, subject, body, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
+    ack = await publishFrame(nc, js, subject, body, { headers: h, handOver: true, ...(options.msgID ? { msgID: options.msgID } : {}) });
   } catch (e) {
     if (ref) options.pool?.release(ref);
     throw e;

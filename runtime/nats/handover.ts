@@ -1,0 +1,132 @@
+// Sending large NATS messages without copying them into one buffer first.
+//
+// nats.js (@nats-io/nats-core 3.x) queues a publish as its pieces (protocol line, headers, payload,
+// CRLF) and, when it flushes, packs everything queued into one new buffer before the socket write: a
+// 1 MB frame is allocated and copied once more on its way out, and the collections those allocations
+// drive follow. Copying is what lets a caller reuse its payload the moment publish() returns, so it
+// cannot simply go; what goes is the copy of buffers whose owner says it will never touch them again.
+// `handOver(bytes)` says so (Cleave's encoded frames: made for the one publish and dropped after it);
+// a flush that holds a handed-over buffer of HANDOVER_MIN_BYTES or more writes the queue as it is,
+// the small pieces between large ones joined, on a corked socket (one writev), instead of packing it.
+// A flush without one is nats.js's own.
+//
+// Measured in one process (a 1 MB frame's JetStream hop, publisher and consumer, 256 MB a round, twelve
+// alternating pairs, `setHandOver` between them): median 570 MB/s and 1.49 ms of the process's CPU per
+// MB packed, 595 MB/s and 1.44 ms handed over; 9 of the 12 pairs faster handed over. The profile shows
+// why it is small: the pack was ~0.06 ms per MB, against ~0.3 for the socket writes themselves.
+//
+// This reaches into ProtocolHandler's `outbound` (a DataBuffer: `buffers`, `byteLength`, `reset`),
+// `infoReceived`, `connected` and its transport's `socket`, exported by `@nats-io/nats-core/internal`;
+// it checks them on the first flush and otherwise leaves nats.js alone (`handOverPatch()` says
+// which). CLEAVE_NATS_PATCH=0 turns it off with the receive side's patch.
+import { DataBuffer, ProtocolHandler } from '@nats-io/nats-core/internal';
+
+/** Handed-over buffers smaller than this are packed as before: writing them apart gains nothing. */
+export const HANDOVER_MIN_BYTES = 64 * 1024;
+
+const handedOver = new WeakSet<ArrayBufferView>();
+let enabled = true;
+
+/** Turns handing over on or off at run time, for benchmarks that measure both side by side. */
+export function setHandOver(on: boolean): void {
+  enabled = on;
+}
+
+/**
+ * Gives `bytes` to the next NATS publish that carries it: the caller, and anybody it shares the
+ * memory with, will not write to it again. The connection then writes it to the socket as it is.
+ */
+export function handOver<T extends Uint8Array>(bytes: T): T {
+  if (enabled && bytes.byteLength >= HANDOVER_MIN_BYTES) handedOver.add(bytes);
+  return bytes;
+}
+
+interface Outbound {
+  buffers: Uint8Array[];
+  byteLength: number;
+  reset(): void;
+  size(): number;
+}
+interface Handler {
+  infoReceived: boolean;
+  connected: boolean;
+  outbound: Outbound;
+  transport: { send(frame: Uint8Array): void; socket?: { cork(): void; uncork(): void } };
+}
+/** ProtocolHandler's prototype as this module sees it (`flushPending` is private in its typings). */
+const proto = ProtocolHandler?.prototype as unknown as { flushPending?: (this: Handler) => void } | undefined;
+
+let status: 'on' | 'off' | 'unsupported' = 'off';
+
+/** Whether handed-over buffers are written as they are ('on'), turned off, or not applicable to this nats.js. */
+export function handOverPatch(): 'on' | 'off' | 'unsupported' {
+  return status;
+}
+
+function applicable(): boolean {
+  const probe = new DataBuffer() as unknown as Outbound;
+  return typeof proto?.flushPending === 'function' && Array.isArray(probe.buffers) && probe.byteLength === 0 && typeof probe.reset === 'function' && typeof probe.size === 'function';
+}
+
+/** Concatenation of `pieces` (one piece as it is). */
+function join(pieces: Uint8Array[], bytes: number): Uint8Array {
+  if (pieces.length === 1) return pieces[0]!;
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+function install(): void {
+  if (process.env.CLEAVE_NATS_PATCH === '0') return;
+  if (!applicable()) {
+    status = 'unsupported';
+    return;
+  }
+  const flushPending = proto!.flushPending!;
+  proto!.flushPending = function (this: Handler): void {
+    const ob = this.outbound;
+    const socket = this.transport?.socket;
+    if (!this.infoReceived || !this.connected || !ob || !Array.isArray(ob.buffers) || typeof socket?.cork !== 'function') return flushPending.call(this);
+    let any = false;
+    for (const b of ob.buffers) {
+      if (handedOver.has(b)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return flushPending.call(this);
+    const queued = ob.buffers.slice();
+    ob.reset();
+    socket.cork();
+    try {
+      let small: Uint8Array[] = [];
+      let smallBytes = 0;
+      const sendSmall = () => {
+        if (!small.length) return;
+        this.transport.send(join(small, smallBytes));
+        small = [];
+        smallBytes = 0;
+      };
+      for (const b of queued) {
+        if (handedOver.has(b)) {
+          handedOver.delete(b);
+          sendSmall();
+          this.transport.send(b);
+        } else {
+          small.push(b);
+          smallBytes += b.byteLength;
+        }
+      }
+      sendSmall();
+    } finally {
+      socket.uncork();
+    }
+  };
+  status = 'on';
+}
+
+install();
