@@ -17,6 +17,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 // As every Cleave connection receives large messages (raw core NATS here measured the same way).
 import '../runtime/nats/large-messages.js';
 import { startNatsServer } from '../runtime/nats/server.js';
+import { connectNats } from '../runtime/nats/connect.js';
 import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
@@ -70,7 +71,8 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     executors: 4,
     roles: [Role.GRAPH_ANALYZER, Role.PLANNER, Role.COORDINATOR],
   });
-  const nc = await connect({ servers: server.url });
+  // Connected as every Cleave process is (runtime/nats/connect.ts: no async stack traces per request).
+  const nc = await connectNats([server.url]);
   try {
     const idleRss: Record<string, number> = {};
     for (const id of ['executor-1', 'executor-2', 'executor-3', 'executor-4']) {
@@ -360,7 +362,7 @@ export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, re
   const name = `BENCH_HOP_${mb}`;
   await jsm.streams.add({ name, subjects: [`bench.hop.${mb}`], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory });
   await jsm.consumers.add(name, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
-  const consumerConn = await connect({ servers: nc.getServer() });
+  const consumerConn = await connectNats([nc.getServer()], 'bench-hop-consumer');
   const reads = remote && pool ? serveShmReads(nc, pool) : undefined;
   if (reads) await nc.flush();
   const floats = (mb * 1024 * 1024) / 4;
