@@ -28,6 +28,14 @@ export function fillUniform(out: Float32Array | Float64Array, seed: string | num
   }
 }
 
+/** `n` bytes from `seededRandom(seed)`, one per uniform. */
+export function seededBytes(n: number, seed: string | number): Uint8Array {
+  const r = seededRandom(seed);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 256) | 0;
+  return out;
+}
+
 function seedOf(seed: string | number): number {
   return typeof seed === 'number' ? seed >>> 0 : fnv1a(seed);
 }

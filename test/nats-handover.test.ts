@@ -9,18 +9,13 @@ import { suiteServer, suiteConnection } from './helpers/nats.js';
 import { handOver, handOverPatch, HANDOVER_MIN_BYTES } from '../runtime/nats/handover.js';
 import { publishWork } from '../runtime/nats/frames.js';
 import { decodeFrame, tensor } from '../protocols/tensor-codec.js';
-import { seededRandom } from '../runtime/random.js';
+import { seededBytes } from '../runtime/random.js';
 
 const server = await suiteServer();
 const pub = await suiteConnection(server.url);
 const sub = await suiteConnection(server.url);
 
-function payload(n: number, seed: number): Uint8Array {
-  const r = seededRandom(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 256) | 0;
-  return out;
-}
+const payload = seededBytes;
 
 /** Records what `nc` hands its socket, for the duration of `fn`. */
 async function written(nc: NatsConnection, fn: () => Promise<void>): Promise<Uint8Array[]> {

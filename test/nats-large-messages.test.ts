@@ -6,18 +6,13 @@ import assert from 'node:assert/strict';
 import { headers as natsHeaders, type Msg } from '@nats-io/nats-core';
 import { suiteServer, suiteConnection } from './helpers/nats.js';
 import { largeMessagePatch } from '../runtime/nats/large-messages.js';
-import { seededRandom } from '../runtime/random.js';
+import { seededBytes } from '../runtime/random.js';
 
 const server = await suiteServer();
 const pub = await suiteConnection(server.url);
 const sub = await suiteConnection(server.url);
 
-function payload(n: number, seed: number): Uint8Array {
-  const r = seededRandom(seed);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 256) | 0;
-  return out;
-}
+const payload = seededBytes;
 
 test('nats large messages - the patch is in place on this nats.js', () => {
   assert.equal(largeMessagePatch(), 'on');
