@@ -8,16 +8,22 @@ import { CleaveError, ErrorCode } from '../../protocols/errors.js';
 import { Header, Subject } from '../../protocols/subjects.js';
 import { decodeShmBytes, readerOf, type ShmPool, type ShmRef } from './pool.js';
 import { uninitializedBytes } from './buffers.js';
+// Pieces are views of blocks read for this reply alone: the connection may write them uncopied.
+import { handOver } from '../nats/handover.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
 /**
- * Bytes per reply message. Small on purpose: Node hands the NATS client socket reads of 64 KiB, and the
- * client's parser passes a message that lies within one read on as a view of it, while one spanning
- * reads is accumulated in a buffer grown by doubling and copied out (garbage and copies on every MB).
- * Measured side by side here (`bench pipeline`'s hop between hosts, 8 and 32 MB): 16-32 KiB pieces
- * ran at 1.0-1.4x raw core NATS, 64 KiB at 0.9-1.1x, 1-4 MiB at 0.73-0.89x.
+ * Bytes per reply message (at most: under a server's max_payload less room for headers). Pieces were
+ * 32 KiB while the client's parser regrew a message spanning its 64 KiB socket reads by doubling
+ * (16-32 KiB ran at 1.0-1.4x raw core NATS then, 1-4 MiB at 0.73-0.89x); with that gone
+ * (runtime/nats/large-messages.ts), an 8 MB frame fetched in 1 MiB pieces against 32 KiB, four
+ * alternating process pairs of three rounds each beside raw core NATS: fetch/raw median 1.14 against
+ * 0.95 (about 530 against 420 MB/s), 8 messages a frame instead of 256; with the pieces handed over
+ * (runtime/nats/handover.ts), three more pairs: 1.07 against 0.94.
  */
-const PIECE_BYTES = 32 * 1024;
+const PIECE_BYTES = 1024 * 1024;
+/** Room left for headers under max_payload. */
+const PIECE_HEADROOM = 64 * 1024;
 
 interface ReadRequest { name?: unknown; offset?: unknown; length?: unknown; release?: unknown }
 
@@ -66,7 +72,7 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): ShmReadService
         if (typeof req.name !== 'string' || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) {
           throw new CleaveError(ErrorCode.BAD_MESSAGE, 'a shared-memory read needs { name, offset, length } with a positive length');
         }
-        pool.readPieces(req.name, offset, length, PIECE_BYTES, (piece) => nc.publish(msg.reply!, piece));
+        pool.readPieces(req.name, offset, length, Math.max(4096, Math.min(PIECE_BYTES, (nc.info?.max_payload ?? PIECE_BYTES) - PIECE_HEADROOM)), (piece) => nc.publish(msg.reply!, handOver(piece)));
       } catch (e) {
         const r = errorReply(e);
         nc.publish(msg.reply, r.data, { headers: r.headers });
@@ -88,7 +94,7 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): ShmReadService
  * decodeShmBytes, which checks them against the reference): one request, the bytes streamed back.
  * FRAME_GONE when that host no longer has it, NATS_UNAVAILABLE when no process of that host answers.
  * The pieces land in a subscription callback, copied into place as the parser hands them over: an
- * async iterator (requestMany) costs a queue entry and a microtask for each of the 256 pieces of 8 MB.
+ * async iterator (requestMany) costs a queue entry and a microtask for each piece.
  */
 export async function fetchShmBytes(nc: NatsConnection, ref: ShmRef, timeoutMs = 10_000, allocate?: (n: number) => Uint8Array): Promise<Uint8Array> {
   const out = allocate ? allocate(ref.bytes) : uninitializedBytes(ref.bytes);
