@@ -11,7 +11,7 @@ export const COMMAND_SUMMARIES = {
   split: 'split <model> --plan PLAN --out DIR   write one ONNX file per stage',
   infer: 'infer <model> [--input NAME=d,d,...] [--executors N] [--requests N] [--rate R] [--max-in-flight N] [--max-stages N] [--objective throughput|latency] [--images digits] [--compare] [--json]',
   demo: 'demo                             the main job (what `npm start` runs)',
-  bench: 'bench <codec|planner|conformance|pipeline|executor> [--json]',
+  bench: 'bench <codec|planner|conformance|pipeline|executor|hop> [--json]',
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SUMMARIES;

@@ -24,6 +24,8 @@ import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 const PIECE_BYTES = 1024 * 1024;
 /** Room left for headers under max_payload. */
 const PIECE_HEADROOM = 64 * 1024;
+/** The piece size for replies on `nc`: PIECE_BYTES, or less under a smaller max_payload. */
+const pieceBytes = (nc: NatsConnection) => Math.max(4096, Math.min(PIECE_BYTES, (nc.info?.max_payload ?? PIECE_BYTES) - PIECE_HEADROOM));
 
 interface ReadRequest { name?: unknown; offset?: unknown; length?: unknown; release?: unknown }
 
@@ -72,7 +74,7 @@ export function serveShmReads(nc: NatsConnection, pool: ShmPool): ShmReadService
         if (typeof req.name !== 'string' || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) {
           throw new CleaveError(ErrorCode.BAD_MESSAGE, 'a shared-memory read needs { name, offset, length } with a positive length');
         }
-        pool.readPieces(req.name, offset, length, Math.max(4096, Math.min(PIECE_BYTES, (nc.info?.max_payload ?? PIECE_BYTES) - PIECE_HEADROOM)), (piece) => nc.publish(msg.reply!, handOver(piece)));
+        pool.readPieces(req.name, offset, length, pieceBytes(nc), (piece) => nc.publish(msg.reply!, handOver(piece)));
       } catch (e) {
         const r = errorReply(e);
         nc.publish(msg.reply, r.data, { headers: r.headers });

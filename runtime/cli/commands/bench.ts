@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ default: (argv: string[]) => Promi
   conformance: () => import('../../../bench/conformance.js'),
   pipeline: () => import('../../../bench/pipeline.js'),
   executor: () => import('../../../bench/executor.js'),
+  hop: () => import('../../../bench/hop.js'),
 };
 
 export default async function bench(argv: string[]): Promise<number> {
