@@ -8,7 +8,7 @@ import { usageOf } from '../runtime/cli/usage.js';
 import { startNatsServer } from '../runtime/nats/server.js';
 import { connectNats } from '../runtime/nats/connect.js';
 import { handOverPatch, setHandOver } from '../runtime/nats/handover.js';
-import { hopMBps, rawCoreMBps } from './pipeline.js';
+import { hopMBps, rawCoreMBps } from './transfer.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;

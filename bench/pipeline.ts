@@ -3,7 +3,7 @@
 // - a 2-executor pipeline (one intra-op thread each) against single-process onnxruntime with two threads
 //   (the faster of two such processes, see below);
 // - per-hop transfer MB/s of 1, 8, 32 MB tensors (codec frame over JetStream, pulled and decoded) against
-//   raw core NATS pub/sub of the same bytes;
+//   raw core NATS pub/sub of the same bytes, both received by a process of their own (bench/transfer.ts);
 // - throughput with 1, 2, 3 executors on the bottleneck stage;
 // - each executor's peak resident memory above its idle level, next to its partition's parameter and
 //   activation bytes and to onnxruntime alone running that partition in a process of its own.
@@ -12,8 +12,6 @@ import { usageOf } from '../runtime/cli/usage.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, AckPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 // As every Cleave connection receives large messages (raw core NATS here measured the same way).
 import '../runtime/nats/large-messages.js';
 import { startNatsServer } from '../runtime/nats/server.js';
@@ -22,23 +20,18 @@ import { startLocalDeployment } from '../runtime/local-deployment.js';
 import { deployModelFile, undeploy } from '../runtime/pipeline/deploy.js';
 import { InferenceClient } from '../runtime/pipeline/client.js';
 import { controlRequest } from '../runtime/actor/client.js';
-import { publishWork, receiveFrame, releaseFrame, releaseShmFrame, shmRefOf } from '../runtime/nats/frames.js';
-import { windowed } from '../runtime/windowed.js';
-import { SlotPuller } from '../runtime/nats/pull.js';
 import { ShmPool } from '../runtime/shm/pool.js';
-import { Scratch } from '../runtime/shm/buffers.js';
-import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
-import { coreThroughput } from '../runtime/pipeline/link-probe.js';
 import { viaSharedMemory } from '../runtime/shm/route.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
+import { hopMBps, rawCoreMBps, TransferPeer } from './transfer.js';
 import { ortAlone, type OrtAloneResult } from './ort-alone.js';
 import { getArtifact } from '../runtime/pipeline/store.js';
 import { processCpuMs } from '../runtime/cpu.js';
 import { digitPage } from '../examples/digit-pages.js';
 import { Role } from '../protocols/subjects.js';
-import { decodeFrame, encodeFrame, tensor, type Tensor } from '../protocols/tensor-codec.js';
-import type { Deployment, Hop } from '../protocols/deployment.js';
+import { encodeFrame, type Tensor } from '../protocols/tensor-codec.js';
+import type { Hop } from '../protocols/deployment.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
@@ -210,17 +203,21 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     // ---- transfer per hop vs raw core NATS ----
     // Hops between hosts go through NATS (JetStream, chunked by reference above CHUNK_BYTES); hops
     // within one host through the shared-memory pool with only a reference on NATS.
+    // Each hop from this process to a consumer in a process of its own, as one stage's executor hands
+    // to the next stage's; raw core NATS from this process to a subscriber in that same process.
     const transfer = [];
     const pool = ShmPool.open();
+    const peer = await TransferPeer.start();
+    try {
     for (const mb of [1, 8, 32]) {
       // Alternating rounds, medians: single probes of either kind swing ±50% on this VM.
       const raws: number[] = [], stored: number[] = [], remotes: number[] = [], locals: number[] = [];
       // Five rounds: with three, the 8 MB hop between hosts swung 0.64-1.06x between runs.
       for (let r = 0; r < TRANSFER_ROUNDS; r++) {
-        raws.push(await rawCoreMBps(server.url, mb));
-        if (pool) remotes.push(await hopMBps(nc, mb, pool, true));
-        if (pool) locals.push(await hopMBps(nc, mb, pool));
-        stored.push(await hopMBps(nc, mb));
+        raws.push(await rawCoreMBps(server.url, mb, peer));
+        if (pool) remotes.push(await hopMBps(nc, mb, { pool, remote: true, peer }));
+        if (pool) locals.push(await hopMBps(nc, mb, { pool, peer }));
+        stored.push(await hopMBps(nc, mb, { peer }));
       }
       const raw = median(raws);
       // Between hosts a frame goes the way the product sends it (runtime/shm/route.ts): below the
@@ -243,6 +240,9 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
         storedRatio: round(median(stored) / raw, 2),
       });
       log(`${mb} MB: raw core NATS ${raw.toFixed(0)} MB/s; hop between hosts ${hop.toFixed(0)} (${pool && fetched ? "fetched" : "inline"}), within a host ${pool ? median(locals).toFixed(0) : '-'}, stored in JetStream ${median(stored).toFixed(0)} MB/s`);
+    }
+    } finally {
+      await peer.stop();
     }
 
     const report = {
@@ -323,95 +323,6 @@ async function runPipeline(client: InferenceClient, n: number, input: (i: number
   return n / ((performance.now() - t0) / 1000);
 }
 
-/** Tensors of `mb` MB one transfer measurement sends (at least 256 MB in all). */
-const hopCount = (mb: number) => Math.max(8, Math.ceil(256 / mb));
-
-/**
- * Raw core NATS: the same bytes as a hop measurement (hopCount tensors), published and received by a
- * second connection (chunks of 8 MB above max_payload). Same bytes, not fewer: with 64 MB (8 messages
- * at 8 MB) its rounds swung 91-289 MB/s here, with 256 MB 272-308, and the short ones read low.
- */
-export async function rawCoreMBps(url: string, mb: number): Promise<number> {
-  const pub = await connect({ servers: url });
-  const sub = await connect({ servers: url });
-  try {
-    const total = hopCount(mb) * mb * 1024 * 1024;
-    return (await coreThroughput(pub, sub, total, Math.min(mb * 1024 * 1024, 8 * 1024 * 1024))) / 1e6;
-  } finally {
-    await pub.close();
-    await sub.close();
-  }
-}
-
 /** Alternating rounds of each transfer measurement. */
 const TRANSFER_ROUNDS = 5;
 
-/** Pulls a consumer keeps going at once, as many as a stage server's slots. */
-const HOP_SLOTS = 2;
-
-/**
- * One pipeline hop as the stages do it: publishWork to a memory work queue (PubAck), pulled by a
- * SlotPuller on two slots (one pull request per free slot, the ack asking for the next, as a stage
- * server does), received, decoded, acked. With `pool` the tensors go into the producer's shared-memory
- * pool and only a reference is published; the consumer reads the file (same host) or, with `remote`,
- * fetches it from the producer's read service over core NATS (another host), into a reused buffer.
- */
-export async function hopMBps(nc: NatsConnection, mb: number, pool?: ShmPool, remote = false, slots = HOP_SLOTS): Promise<number> {
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
-  const name = `BENCH_HOP_${mb}`;
-  await jsm.streams.add({ name, subjects: [`bench.hop.${mb}`], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory });
-  await jsm.consumers.add(name, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
-  const consumerConn = await connectNats([nc.getServer()], 'bench-hop-consumer');
-  const reads = remote && pool ? serveShmReads(nc, pool) : undefined;
-  if (reads) await nc.flush();
-  const floats = (mb * 1024 * 1024) / 4;
-  const data = new Float32Array(floats).fill(0.5);
-  const count = hopCount(mb);
-  const scratches = Array.from({ length: slots }, () => new Scratch());
-  let received = 0;
-  let settle!: (e?: unknown) => void;
-  const consumed = new Promise<void>((resolve, reject) => (settle = (e) => (e === undefined ? resolve() : reject(e))));
-  const puller = new SlotPuller(consumerConn, name, 'c', {
-    slots,
-    onMessage: async (m) => {
-      try {
-        const scratch = scratches.pop() ?? new Scratch();
-        const bytes = await receiveFrame(consumerConn, m.data, m.headers);
-        decodeFrame(bytes);
-        const ref = shmRefOf(m.headers);
-        // A consumer on another host fetches the frame from the producer's host over core NATS.
-        if (ref && remote) await fetchShmFrame(consumerConn, ref, 10_000, (n) => scratch.get(n));
-        else if (ref && pool) pool.readFrame(ref, scratch);
-        scratches.push(scratch);
-        m.ack();
-        if (ref) releaseShmFrame(consumerConn, remote ? undefined : pool, ref);
-        else await releaseFrame(consumerConn, m.headers);
-        if (++received === count) settle();
-      } catch (e) {
-        m.term();
-        settle(e);
-      }
-    },
-  });
-  try {
-    const t0 = performance.now();
-    puller.start();
-    await Promise.all([
-      consumed,
-      windowed(count, 2, (i) => {
-        const t = { t: tensor('float32', [floats], data) };
-        return publishWork(nc, js, `bench.hop.${mb}`, { i }, pool ? { shm: pool.writeFrame(t) } : { tensors: t }, pool ? { pool } : {});
-      }).catch((e) => {
-        settle(e);
-        throw e;
-      }),
-    ]);
-    return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
-  } finally {
-    await puller.drain();
-    reads?.unsubscribe();
-    await consumerConn.close();
-    await jsm.streams.delete(name);
-  }
-}
