@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { headers as natsHeaders, type Msg } from '@nats-io/nats-core';
 import { suiteServer, suiteConnection } from './helpers/nats.js';
-import { largeMessagePatch } from '../runtime/nats/large-messages.js';
+import { gatherInto, largeMessagePatch } from '../runtime/nats/large-messages.js';
 import { seededBytes } from '../runtime/random.js';
 
 const server = await suiteServer();
@@ -54,4 +54,66 @@ test('nats large messages - every size around the 64 KiB socket reads arrives wh
   const gathered = got.find((m) => m.data.byteLength === 3_000_001 && !m.headers)!;
   assert.equal(gathered.data.byteOffset, 0);
   assert.equal(gathered.data.buffer.byteLength, 3_000_001);
+});
+
+test('nats large messages - a subscription with a sink (gatherInto) gets messages that span reads gathered in place, others as before', async () => {
+  const sizes = [100, 65_537, 1_048_576, 3_000_001];
+  const dest = new Uint8Array(sizes.reduce((a, n) => a + n, 0) + 1000);
+  let at = 0;
+  const asked: number[] = [];
+  const got: Msg[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  // Headers, a message larger than the sink wants and one the sink declines keep buffers of their own.
+  const total = sizes.length + 3;
+  const s = sub.subscribe('sunk', { callback: (_e, m) => { got.push(m); if (!m.headers && m.data.buffer === dest.buffer) at += m.data.byteLength; if (got.length === total) done(); } });
+  gatherInto(s, (size) => {
+    asked.push(size);
+    return size === 2_000_000 ? undefined : dest.subarray(at, at + size);
+  });
+  await sub.flush();
+  sizes.forEach((n, i) => pub.publish('sunk', payload(n, 50 + i)));
+  const h = natsHeaders();
+  h.set('Test', 'with headers');
+  pub.publish('sunk', payload(1_500_000, 60), { headers: h });
+  pub.publish('sunk', payload(2_000_000, 61));
+  pub.publish('sunk', payload(17, 62));
+  await pub.flush();
+  await all;
+  s.unsubscribe();
+  const sent = [...sizes.map((n, i) => payload(n, 50 + i)), payload(1_500_000, 60), payload(2_000_000, 61), payload(17, 62)];
+  got.forEach((m, k) => assert.ok(Buffer.from(m.data).equals(Buffer.from(sent[k]!)), `message ${k}: content`));
+  // Only messages spanning reads, without headers, were offered to the sink, each at its size.
+  assert.ok(!asked.includes(100) && !asked.includes(17) && !asked.includes(1_500_000), `sink asked for ${asked.join(', ')}`);
+  assert.ok(asked.includes(1_048_576) && asked.includes(3_000_001) && asked.includes(2_000_000));
+  let offset = 0;
+  for (const [k, n] of sizes.entries()) {
+    if (asked.includes(n)) {
+      assert.equal(got[k]!.data.buffer, dest.buffer, `message of ${n} bytes: gathered in the sink's memory`);
+      assert.equal(got[k]!.data.byteOffset, offset);
+      offset += n;
+    }
+  }
+  assert.notEqual(got[sizes.length + 1]!.data.buffer, dest.buffer, 'declined by the sink: a buffer of its own');
+});
+
+test('nats large messages - a sink no longer live drops the rest of a message rather than write into memory given back', async () => {
+  const dest = new Uint8Array(3_000_000);
+  // Live when the gather starts and for its first write, then given up (a fetch that timed out).
+  let checks = 0;
+  let done!: (m: Msg) => void;
+  const arrived = new Promise<Msg>((r) => (done = r));
+  const s = sub.subscribe('abandoned', { callback: (_e, m) => done(m) });
+  gatherInto(s, Object.assign((size: number) => dest.subarray(0, size), { live: () => ++checks <= 2 }));
+  await sub.flush();
+  const sent = payload(3_000_000, 70);
+  pub.publish('abandoned', sent);
+  await pub.flush();
+  const m = await arrived;
+  s.unsubscribe();
+  assert.equal(m.data.byteLength, 3_000_000, 'the message is still delivered whole in length');
+  assert.ok(checks > 2, 'the gather kept asking');
+  const first = dest.findIndex((b, i) => b !== sent[i]);
+  assert.ok(first > 0 && first < 3_000_000, `what came before it stopped was written (${first} bytes)`);
+  assert.ok(dest.subarray(first).every((b) => b === 0), 'nothing was written after');
 });

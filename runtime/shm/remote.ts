@@ -10,6 +10,7 @@ import { decodeShmBytes, readerOf, type ShmPool, type ShmRef } from './pool.js';
 import { uninitializedBytes } from './buffers.js';
 // Pieces are views of blocks read for this reply alone: the connection may write them uncopied.
 import { handOver } from '../nats/handover.js';
+import { gatherInto } from '../nats/large-messages.js';
 import type { DecodedFrame } from '../../protocols/tensor-codec.js';
 
 /**
@@ -145,13 +146,19 @@ function fetchFrom(nc: NatsConnection, subject: string, ref: ShmRef, timeoutMs: 
         return finish(unavailable(reply.headers?.description || String(reply.headers?.code)));
       }
       if (got + reply.data.byteLength > ref.bytes) return finish(new CleaveError(ErrorCode.INTERNAL, `shared-memory frame ${ref.name} from domain ${ref.domain} came back longer than its reference says`));
-      out.set(reply.data, got);
+      // A piece that spanned socket reads was gathered in place (gatherInto below); others are copied.
+      const inPlace = reply.data.buffer === out.buffer && reply.data.byteOffset === out.byteOffset + got;
+      if (!inPlace) out.set(reply.data, got);
       got += reply.data.byteLength;
       if (got === ref.bytes) finish();
     };
     try {
       const inbox = createInbox();
       sub = nc.subscribe(inbox, { callback: onReply });
+      // Each piece straight into its place in `out` (pieces come in order, each after the one before
+      // was handled); nothing more once this fetch is over, as `out` may then be reused.
+      const sink = Object.assign((size: number) => (!done && got + size <= ref.bytes ? out.subarray(got, got + size) : undefined), { live: () => !done });
+      gatherInto(sub, sink);
       timer = setTimeout(() => {
         finish(got === 0
           ? unavailable(`no reply in ${timeoutMs} ms`)
