@@ -172,10 +172,11 @@ class HopConsumer {
   }
 }
 
-type PeerRequest =
-  | { type: 'raw'; url: string; subject: string; count: number }
-  | { type: 'hop'; spec: HopSpec };
-type PeerReply = { type: 'ready' } | { type: 'done' } | { type: 'failed'; message: string };
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+// Each request has an id its replies carry: a late reply of an earlier one (its teardown failing after
+// it was done) is not taken for the current one's.
+type PeerRequest = { id: number } & ({ type: 'raw'; url: string; subject: string; count: number } | { type: 'hop'; spec: HopSpec });
+type PeerReply = { id: number } & ({ type: 'ready' } | { type: 'done' } | { type: 'failed'; message: string });
 
 /**
  * A process of its own that plays the consuming end of transfer measurements, one at a time, started
@@ -183,10 +184,11 @@ type PeerReply = { type: 'ready' } | { type: 'done' } | { type: 'failed'; messag
  */
 export class TransferPeer {
   private constructor(private readonly child: ChildProcess) {
-    child.on('message', (m: PeerReply) => this.onReply?.(m));
+    child.on('message', (m: PeerReply) => m.id === this.current && this.onReply?.(m));
   }
 
   private onReply?: (m: PeerReply) => void;
+  private current = 0;
 
   get pid(): number | undefined {
     return this.child.pid;
@@ -205,7 +207,8 @@ export class TransferPeer {
    * Sends `req` and resolves once the peer is ready for the producer; `finished` settles when the peer
    * has received everything.
    */
-  private begin(req: PeerRequest): Promise<{ finished: Promise<void> }> {
+  private begin(req: DistributiveOmit<PeerRequest, 'id'>): Promise<{ finished: Promise<void> }> {
+    const id = ++this.current;
     // The completion is wrapped: a promise resolved with a promise would wait for it.
     return new Promise((ready, failedEarly) => {
       let done!: () => void, failed!: (e: Error) => void;
@@ -219,7 +222,7 @@ export class TransferPeer {
         else if (started) failed(new Error(`transfer peer: ${m.message}`));
         else failedEarly(new Error(`transfer peer: ${m.message}`));
       };
-      this.child.send(req);
+      this.child.send({ ...req, id });
     });
   }
 
@@ -253,8 +256,8 @@ export class TransferPeer {
 }
 
 async function servePeer(): Promise<void> {
-  const send = (m: PeerReply) => process.send!(m);
   process.on('message', async (m: PeerRequest) => {
+    const send = (r: DistributiveOmit<PeerReply, 'id'>) => process.send!({ ...r, id: m.id });
     try {
       if (m.type === 'raw') {
         const sub = await connect({ servers: m.url });
@@ -284,7 +287,7 @@ async function servePeer(): Promise<void> {
       send({ type: 'failed', message: (e as Error).message });
     }
   });
-  send({ type: 'ready' });
+  process.send!({ type: 'ready', id: 0 } satisfies PeerReply);
 }
 
 if (process.send && process.argv[1] === fileURLToPath(import.meta.url)) await servePeer();
