@@ -97,9 +97,11 @@ export async function hopMBps(nc: NatsConnection, mb: number, opts: HopOptions =
     ]);
     return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
   } finally {
+    // The stream first: its deletion ends the consumer's outstanding pulls (a 409 each), which a drain
+    // would otherwise wait out (up to the pull expiry, 2 s a round).
+    await jsm.streams.delete(name).catch(() => {});
     await local?.close();
     reads?.unsubscribe();
-    await jsm.streams.delete(name);
   }
 }
 
