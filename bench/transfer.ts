@@ -38,6 +38,8 @@ export interface HopOptions {
   slots?: number;
   /** The consumer runs there instead of in this process. */
   peer?: TransferPeer;
+  /** Frames to send (default hopCount(mb)). */
+  count?: number;
 }
 
 /**
@@ -46,8 +48,8 @@ export interface HopOptions {
  * at 8 MB) its rounds swung 91-289 MB/s here, with 256 MB 272-308, and the short ones read low. With
  * `peer`, the receiving connection is the peer process's.
  */
-export async function rawCoreMBps(url: string, mb: number, peer?: TransferPeer): Promise<number> {
-  const total = hopCount(mb) * mb * 1024 * 1024;
+export async function rawCoreMBps(url: string, mb: number, peer?: TransferPeer, count = hopCount(mb)): Promise<number> {
+  const total = count * mb * 1024 * 1024;
   const chunk = Math.min(mb * 1024 * 1024, RAW_CHUNK_BYTES);
   const pub = await connect({ servers: url });
   try {
@@ -82,8 +84,8 @@ export async function hopMBps(nc: NatsConnection, mb: number, opts: HopOptions =
   if (reads) await nc.flush();
   const floats = (mb * 1024 * 1024) / 4;
   const data = new Float32Array(floats).fill(0.5);
-  const count = hopCount(mb);
-  const spec: HopSpec = { url: nc.getServer(), stream: name, count, slots, shm: pool !== undefined, remote };
+  const count = opts.count ?? hopCount(mb);
+  const spec: HopSpec = { url: nc.getServer(), stream: name, count, slots, ...(pool ? { shmDir: pool.dir } : {}), remote };
   const local = peer ? undefined : await HopConsumer.open(spec);
   try {
     const consumed = peer ? (await peer.hop(spec)).finished : local!.start();
@@ -96,6 +98,9 @@ export async function hopMBps(nc: NatsConnection, mb: number, opts: HopOptions =
       }),
     ]);
     return (count * mb * 1.048576) / ((performance.now() - t0) / 1000);
+  } catch (e) {
+    peer?.cancel();
+    throw e;
   } finally {
     // The stream first: its deletion ends the consumer's outstanding pulls (a 409 each), which a drain
     // would otherwise wait out (up to the pull expiry, 2 s a round).
@@ -110,8 +115,8 @@ interface HopSpec {
   stream: string;
   count: number;
   slots: number;
-  /** Frames come by shared-memory reference. */
-  shm: boolean;
+  /** Frames come by reference to the shared-memory pool in this directory. */
+  shmDir?: string;
   /** Fetched over NATS rather than read from this host's pool. */
   remote: boolean;
 }
@@ -127,7 +132,7 @@ class HopConsumer {
   static async open(spec: HopSpec): Promise<HopConsumer> {
     // Connected as a stage server is (runtime/nats/connect.ts).
     const conn = await connectNats([spec.url], 'bench-hop-consumer');
-    return new HopConsumer(conn, spec, spec.shm && !spec.remote ? ShmPool.open() : undefined);
+    return new HopConsumer(conn, spec, spec.shmDir !== undefined && !spec.remote ? ShmPool.open({ dir: spec.shmDir }) : undefined);
   }
 
   private puller?: SlotPuller;
@@ -177,7 +182,7 @@ class HopConsumer {
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 // Each request has an id its replies carry: a late reply of an earlier one (its teardown failing after
 // it was done) is not taken for the current one's.
-type PeerRequest = { id: number } & ({ type: 'raw'; url: string; subject: string; count: number } | { type: 'hop'; spec: HopSpec });
+type PeerRequest = { id: number } & ({ type: 'raw'; url: string; subject: string; count: number } | { type: 'hop'; spec: HopSpec } | { type: 'cancel' });
 type PeerReply = { id: number } & ({ type: 'ready' } | { type: 'done' } | { type: 'failed'; message: string });
 
 /**
@@ -215,6 +220,8 @@ export class TransferPeer {
     return new Promise((ready, failedEarly) => {
       let done!: () => void, failed!: (e: Error) => void;
       const finished = new Promise<void>((res, rej) => ((done = res), (failed = rej)));
+      // Nobody may wait for it (the producer failed first): its failure then is not an unhandled one.
+      finished.catch(() => {});
       let started = false;
       this.onReply = (m) => {
         if (m.type === 'ready') {
@@ -235,10 +242,15 @@ export class TransferPeer {
     const payload = new Uint8Array(chunk).fill(1);
     const { finished } = await this.begin({ type: 'raw', url, subject, count });
     const t0 = performance.now();
-    // As coreThroughput publishes: a flush (round trip to the server) every four messages.
-    for (let i = 0; i < count; i++) {
-      pub.publish(subject, payload);
-      if (i % 4 === 3) await pub.flush();
+    try {
+      // As coreThroughput publishes: a flush (round trip to the server) every four messages.
+      for (let i = 0; i < count; i++) {
+        pub.publish(subject, payload);
+        if (i % 4 === 3) await pub.flush();
+      }
+    } catch (e) {
+      this.cancel();
+      throw e;
     }
     await finished;
     return (count * chunk) / Math.max((performance.now() - t0) / 1000, 1e-6);
@@ -247,6 +259,11 @@ export class TransferPeer {
   /** Starts the peer's consumer of `spec`; resolves once it pulls, with its completion. */
   hop(spec: HopSpec): Promise<{ finished: Promise<void> }> {
     return this.begin({ type: 'hop', spec });
+  }
+
+  /** Ends the current measurement's consumer (its producer failed: it would wait for frames forever). */
+  cancel(): void {
+    if (this.child.connected) this.child.send({ type: 'cancel', id: this.current } satisfies PeerRequest);
   }
 
   async stop(): Promise<void> {
@@ -258,8 +275,12 @@ export class TransferPeer {
 }
 
 async function servePeer(): Promise<void> {
+  const cancels = new Map<number, () => void>();
   process.on('message', async (m: PeerRequest) => {
+    if (m.type === 'cancel') return cancels.get(m.id)?.();
     const send = (r: DistributiveOmit<PeerReply, 'id'>) => process.send!({ ...r, id: m.id });
+    const cancelled = new Promise<never>((_, reject) => cancels.set(m.id, () => reject(new Error('cancelled by the producer'))));
+    cancelled.catch(() => {});
     try {
       if (m.type === 'raw') {
         const sub = await connect({ servers: m.url });
@@ -269,14 +290,17 @@ async function servePeer(): Promise<void> {
         });
         await sub.flush();
         send({ type: 'ready' });
-        await all;
-        await sub.close();
+        try {
+          await Promise.race([all, cancelled]);
+        } finally {
+          await sub.close();
+        }
       } else {
         const c = await HopConsumer.open(m.spec);
         const consumed = c.start();
         send({ type: 'ready' });
         try {
-          await consumed;
+          await Promise.race([consumed, cancelled]);
           // Done is when the last frame is in, before the puller's drain (up to its pull expiry).
           send({ type: 'done' });
         } finally {
@@ -287,6 +311,8 @@ async function servePeer(): Promise<void> {
       send({ type: 'done' });
     } catch (e) {
       send({ type: 'failed', message: (e as Error).message });
+    } finally {
+      cancels.delete(m.id);
     }
   });
   process.send!({ type: 'ready', id: 0 } satisfies PeerReply);
