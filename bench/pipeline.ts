@@ -25,6 +25,7 @@ import { viaSharedMemory } from '../runtime/shm/route.js';
 import { OCR_DET_MODEL } from '../runtime/onnx/conformance.js';
 import { MonolithicProcess } from './monolithic.js';
 import { hopMBps, rawCoreMBps, TransferPeer } from './transfer.js';
+import { median, round } from './stats.js';
 import { ortAlone, type OrtAloneResult } from './ort-alone.js';
 import { getArtifact } from '../runtime/pipeline/store.js';
 import { processCpuMs } from '../runtime/cpu.js';
@@ -33,8 +34,6 @@ import { Role } from '../protocols/subjects.js';
 import { encodeFrame, type Tensor } from '../protocols/tensor-codec.js';
 import type { Hop } from '../protocols/deployment.js';
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 export default async function benchPipeline(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(usageOf('bench'), {
@@ -209,38 +208,38 @@ export default async function benchPipeline(argv: string[]): Promise<number> {
     const pool = ShmPool.open();
     const peer = await TransferPeer.start();
     try {
-    for (const mb of [1, 8, 32]) {
-      // Alternating rounds, medians: single probes of either kind swing ±50% on this VM.
-      const raws: number[] = [], stored: number[] = [], remotes: number[] = [], locals: number[] = [];
-      // Five rounds: with three, the 8 MB hop between hosts swung 0.64-1.06x between runs.
-      for (let r = 0; r < TRANSFER_ROUNDS; r++) {
-        raws.push(await rawCoreMBps(server.url, mb, peer));
-        if (pool) remotes.push(await hopMBps(nc, mb, { pool, remote: true, peer }));
-        if (pool) locals.push(await hopMBps(nc, mb, { pool, peer }));
-        stored.push(await hopMBps(nc, mb, { peer }));
+      for (const mb of [1, 8, 32]) {
+        // Alternating rounds, medians: single probes of either kind swing ±50% on this VM.
+        const raws: number[] = [], stored: number[] = [], remotes: number[] = [], locals: number[] = [];
+        // Five rounds: with three, the 8 MB hop between hosts swung 0.64-1.06x between runs.
+        for (let r = 0; r < TRANSFER_ROUNDS; r++) {
+          raws.push(await rawCoreMBps(server.url, mb, peer));
+          if (pool) remotes.push(await hopMBps(nc, mb, { pool, remote: true, peer }));
+          if (pool) locals.push(await hopMBps(nc, mb, { pool, peer }));
+          stored.push(await hopMBps(nc, mb, { peer }));
+        }
+        const raw = median(raws);
+        // Between hosts a frame goes the way the product sends it (runtime/shm/route.ts): below the
+        // inline limit in its JetStream message, from it up through the pool and fetched.
+        const fetched = viaSharedMemory(mb * 1024 * 1024, pool?.domain ?? '', ['another host']);
+        const hop = pool && fetched ? median(remotes) : median(stored);
+        transfer.push({
+          mb,
+          rawNatsMBps: round(raw, 0),
+          // Between hosts: inline (stored in JetStream) below the inline limit, else the frame stays in
+          // the producer's pool and the consumer fetches it over core NATS; both measured.
+          hopMBps: round(hop, 0),
+          ratio: round(hop / raw, 2),
+          betweenHostsPath: pool && fetched ? 'fetch' : 'inline',
+          ...(pool ? { fetchHopMBps: round(median(remotes), 0), fetchRatio: round(median(remotes) / raw, 2) } : {}),
+          // Within one host: the consumer reads the producer's pool file.
+          ...(pool ? { sameHostHopMBps: round(median(locals), 0), sameHostRatio: round(median(locals) / raw, 2) } : {}),
+          // Without shared memory: the frame stored in JetStream (chunks in CLEAVE_BLOBS above 8 MB).
+          storedHopMBps: round(median(stored), 0),
+          storedRatio: round(median(stored) / raw, 2),
+        });
+        log(`${mb} MB: raw core NATS ${raw.toFixed(0)} MB/s; hop between hosts ${hop.toFixed(0)} (${pool && fetched ? "fetched" : "inline"}), within a host ${pool ? median(locals).toFixed(0) : '-'}, stored in JetStream ${median(stored).toFixed(0)} MB/s`);
       }
-      const raw = median(raws);
-      // Between hosts a frame goes the way the product sends it (runtime/shm/route.ts): below the
-      // inline limit in its JetStream message, from it up through the pool and fetched.
-      const fetched = viaSharedMemory(mb * 1024 * 1024, pool?.domain ?? '', ['another host']);
-      const hop = pool && fetched ? median(remotes) : median(stored);
-      transfer.push({
-        mb,
-        rawNatsMBps: round(raw, 0),
-        // Between hosts: inline (stored in JetStream) below the inline limit, else the frame stays in
-        // the producer's pool and the consumer fetches it over core NATS; both measured.
-        hopMBps: round(hop, 0),
-        ratio: round(hop / raw, 2),
-        betweenHostsPath: pool && fetched ? 'fetch' : 'inline',
-        ...(pool ? { fetchHopMBps: round(median(remotes), 0), fetchRatio: round(median(remotes) / raw, 2) } : {}),
-        // Within one host: the consumer reads the producer's pool file.
-        ...(pool ? { sameHostHopMBps: round(median(locals), 0), sameHostRatio: round(median(locals) / raw, 2) } : {}),
-        // Without shared memory: the frame stored in JetStream (chunks in CLEAVE_BLOBS above 8 MB).
-        storedHopMBps: round(median(stored), 0),
-        storedRatio: round(median(stored) / raw, 2),
-      });
-      log(`${mb} MB: raw core NATS ${raw.toFixed(0)} MB/s; hop between hosts ${hop.toFixed(0)} (${pool && fetched ? "fetched" : "inline"}), within a host ${pool ? median(locals).toFixed(0) : '-'}, stored in JetStream ${median(stored).toFixed(0)} MB/s`);
-    }
     } finally {
       await peer.stop();
     }

@@ -2,6 +2,7 @@
 // random instances, against the exo-style and greedy baselines, and its planning time on big graphs.
 import { parseCommandArgs } from '../runtime/cli/args.js';
 import { usageOf } from '../runtime/cli/usage.js';
+import { median, round } from './stats.js';
 import { isCleaveError } from '../protocols/errors.js';
 import type { Plan } from '../protocols/plan.js';
 import {
@@ -141,11 +142,3 @@ function ratios(xs: number[], invalid: number): Ratios {
   return { median: round(q(0.5), 3), p95: round(q(0.95), 3), min: round(s[0] ?? NaN, 3), instances: s.length, baselineInvalid: invalid };
 }
 
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function round(x: number, d: number): number {
-  return Number.isFinite(x) ? Number(x.toFixed(d)) : x;
-}

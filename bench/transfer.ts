@@ -18,7 +18,7 @@ import { SlotPuller } from '../runtime/nats/pull.js';
 import { ShmPool } from '../runtime/shm/pool.js';
 import { Scratch } from '../runtime/shm/buffers.js';
 import { fetchShmFrame, serveShmReads } from '../runtime/shm/remote.js';
-import { coreThroughput } from '../runtime/pipeline/link-probe.js';
+import { coreThroughput, publishPaced } from '../runtime/pipeline/link-probe.js';
 import { decodeFrame, tensor } from '../protocols/tensor-codec.js';
 
 /** Tensors of `mb` MB one transfer measurement sends (at least 256 MB in all). */
@@ -243,11 +243,7 @@ export class TransferPeer {
     const { finished } = await this.begin({ type: 'raw', url, subject, count });
     const t0 = performance.now();
     try {
-      // As coreThroughput publishes: a flush (round trip to the server) every four messages.
-      for (let i = 0; i < count; i++) {
-        pub.publish(subject, payload);
-        if (i % 4 === 3) await pub.flush();
-      }
+      await publishPaced(pub, subject, payload, count); // as coreThroughput publishes
     } catch (e) {
       this.cancel();
       throw e;

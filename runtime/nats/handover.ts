@@ -86,14 +86,7 @@ function install(): void {
     const ob = this.outbound;
     const socket = this.transport?.socket;
     if (!this.infoReceived || !this.connected || !ob || !Array.isArray(ob.buffers) || typeof socket?.cork !== 'function') return flushPending.call(this);
-    let any = false;
-    for (const b of ob.buffers) {
-      if (handedOver.has(b)) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) return flushPending.call(this);
+    if (!ob.buffers.some((b) => handedOver.has(b))) return flushPending.call(this);
     const queued = ob.buffers.slice();
     ob.reset();
     socket.cork();

@@ -124,16 +124,16 @@ function install(): void {
   Parser.prototype.parse = function (this: Parser & ParserFields, buf: Uint8Array): void {
     parse.call(this, buf);
     const gather = this.msgBuf;
-    if (gather === undefined || this.state !== MSG_PAYLOAD || gather.capacity >= this.ma.size) return;
+    // A gather begins: the parser's DenoBuffer over the first read's tail (a sized one stays as it is).
+    if (!(gather instanceof DenoBuffer) || this.state !== MSG_PAYLOAD || gather.capacity >= this.ma.size) return;
     const have = gather.length;
     const sink = this.ma.hdr < 0 ? ((this.dispatcher?.subscriptions?.get(this.ma.sid) as Record<symbol, Sink> | undefined)?.[SINK]) : undefined;
-    const into = sink?.(this.ma.size);
-    if (into && into.byteLength === this.ma.size && gather instanceof DenoBuffer && (sink!.live?.() ?? true)) {
-      into.set((gather as GatherBuffer).bytes({ copy: false }));
+    const into = sink && (sink.live?.() ?? true) ? sink(this.ma.size) : undefined;
+    if (into && into.byteLength === this.ma.size) {
+      into.set(gather.bytes({ copy: false }));
       (this as unknown as ParserFields).msgBuf = new SinkGather(into, have, sink!.live ?? always);
       return;
     }
-    if (!(gather instanceof DenoBuffer)) return;
     const whole = new Uint8Array(new ArrayBuffer(this.ma.size), 0, have);
     whole.set(gather.bytes({ copy: false }));
     // DenoBuffer grows by reslicing its ArrayBuffer from offset 0 while there is room: no more copies.

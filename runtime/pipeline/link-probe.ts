@@ -22,6 +22,14 @@ async function probeOnce(nc: NatsConnection): Promise<NonNullable<LinkTable['def
   return { bandwidthBytesPerSec, latencySeconds: rtts[2]! / 1000 / 2 };
 }
 
+/** `count` publishes of `payload`, with a flush (a round trip to the server) after every fourth. */
+export async function publishPaced(pub: NatsConnection, subject: string, payload: Uint8Array, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    pub.publish(subject, payload);
+    if (i % 4 === 3) await pub.flush();
+  }
+}
+
 /** Bytes/s of core NATS pub/sub from `pub` to `sub` (they may be one connection), in `chunkBytes` messages. */
 export async function coreThroughput(pub: NatsConnection, sub: NatsConnection, totalBytes: number, chunkBytes: number): Promise<number> {
   const subject = `cleave.probe.${randomBytes(6).toString('hex')}`;
@@ -38,10 +46,7 @@ export async function coreThroughput(pub: NatsConnection, sub: NatsConnection, t
   try {
     await sub.flush();
     const t0 = performance.now();
-    for (let i = 0; i < count; i++) {
-      pub.publish(subject, payload);
-      if (i % 4 === 3) await pub.flush();
-    }
+    await publishPaced(pub, subject, payload, count);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
     clearTimeout(timer);
