@@ -3,9 +3,9 @@
 // NATS and JetStream; a buffer not handed over is still copied, so its owner may reuse it at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { headers as natsHeaders, type Msg, type NatsConnection } from '@nats-io/nats-core';
+import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { suiteServer, suiteConnection } from './helpers/nats.js';
+import { suiteServer, suiteConnection, publishTagged } from './helpers/nats.js';
 import { handOver, handOverPatch, HANDOVER_MIN_BYTES } from '../runtime/nats/handover.js';
 import { publishWork } from '../runtime/nats/frames.js';
 import { decodeFrame, tensor } from '../protocols/tensor-codec.js';
@@ -54,11 +54,7 @@ test('nats hand-over - handed-over buffers are written uncopied and arrive exact
         if (n >= HANDOVER_MIN_BYTES) handed.push(data);
         const header = withHeader ? `h${i}` : undefined;
         sent.push({ data, ...(header ? { header } : {}) });
-        if (header) {
-          const h = natsHeaders();
-          h.set('Test', header);
-          pub.publish('ho', data, { headers: h });
-        } else pub.publish('ho', data);
+        publishTagged(pub, 'ho', data, header);
         // Small ones and a large one not handed over, queued in the same flush.
         for (const small of [payload(17, 100 + i), payload(70_000, 200 + i)]) {
           sent.push({ data: small });

@@ -3,8 +3,8 @@
 // reads, with and without headers, interleaved with small ones.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { headers as natsHeaders, type Msg } from '@nats-io/nats-core';
-import { suiteServer, suiteConnection } from './helpers/nats.js';
+import type { Msg } from '@nats-io/nats-core';
+import { suiteServer, suiteConnection, publishTagged } from './helpers/nats.js';
 import { gatherInto, largeMessagePatch } from '../runtime/nats/large-messages.js';
 import { seededBytes } from '../runtime/random.js';
 
@@ -31,11 +31,7 @@ test('nats large messages - every size around the 64 KiB socket reads arrives wh
       const data = payload(n, i * 2 + Number(withHeader));
       const header = withHeader ? `h${i}-${'x'.repeat(i * 40)}` : undefined;
       sent.push({ data, ...(header ? { header } : {}) });
-      if (header) {
-        const h = natsHeaders();
-        h.set('Test', header);
-        pub.publish('big', data, { headers: h });
-      } else pub.publish('big', data);
+      publishTagged(pub, 'big', data, header);
       sent.push({ data: payload(17, 1000 + i) });
       pub.publish('big', sent.at(-1)!.data);
     }
@@ -73,9 +69,7 @@ test('nats large messages - a subscription with a sink (gatherInto) gets message
   });
   await sub.flush();
   sizes.forEach((n, i) => pub.publish('sunk', payload(n, 50 + i)));
-  const h = natsHeaders();
-  h.set('Test', 'with headers');
-  pub.publish('sunk', payload(1_500_000, 60), { headers: h });
+  publishTagged(pub, 'sunk', payload(1_500_000, 60), 'with headers');
   pub.publish('sunk', payload(2_000_000, 61));
   pub.publish('sunk', payload(17, 62));
   await pub.flush();

@@ -3,6 +3,7 @@
 // (inside a `before` hook node:test would run it as soon as the hook ends). Register your own with onCleanup.
 import { after } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders } from '@nats-io/nats-core';
 import { startNatsServer, startNatsCluster, type NatsServer, type NatsCluster, type NatsServerOptions } from '../../runtime/nats/server.js';
 
 // Cleanups run last-registered first, so what was started on a server is stopped before the server.
@@ -35,6 +36,14 @@ export async function suiteCluster(size = 3): Promise<NatsCluster> {
   const cluster = await startNatsCluster(size);
   onCleanup(() => cluster.stop());
   return cluster;
+}
+
+/** Publishes `data` on `subject`, with a `Test: <header>` header when `header` is given. */
+export function publishTagged(nc: NatsConnection, subject: string, data: Uint8Array, header?: string): void {
+  if (header === undefined) return nc.publish(subject, data);
+  const h = natsHeaders();
+  h.set('Test', header);
+  nc.publish(subject, data, { headers: h });
 }
 
 /** A client connection closed after the suite (before the server it talks to). */
