@@ -9,7 +9,7 @@ import { Role, Stream } from '../protocols/subjects.js';
 import { RUN_ID_PATTERN, workDurable, type Deployment } from '../protocols/deployment.js';
 import type { PartitionGraph } from '../protocols/graph.js';
 import type { ExecutorProfile, LinkTable, Plan, Objective } from '../protocols/plan.js';
-import { agrees, measuredBottleneck, rescaleToStageTimes } from '../runtime/planner/refine.js';
+import { measuredBottleneck, refineByTiming } from '../runtime/planner/refine.js';
 import { coreShare } from '../runtime/planner/hosts.js';
 import { buildDeployment, linksFromRoster, profilesFromRoster, setStageDomains, stageForNewExecutor, type SplitStage } from '../runtime/pipeline/placement.js';
 import { saveDeployment } from '../runtime/pipeline/store.js';
@@ -19,8 +19,6 @@ import { withTimeout } from '../runtime/timeout.js';
 import type { TensorSpec } from '../protocols/deployment.js';
 
 const LONG = 300_000;
-/** Plan-and-time rounds at deploy (each times every planned stage once: about a second on PP-OCRv4 det). */
-const REFINE_ROUNDS = 3;
 
 const actor: ActorFactory = (ctx) => {
   ctx.setState('ready');
@@ -103,14 +101,7 @@ const actor: ActorFactory = (ctx) => {
     return d;
   }
 
-  /**
-   * Plans, times the planned stages as executors will run them, corrects node times stage by stage and
-   * plans again, until prediction and measurement agree (or REFINE_ROUNDS): profiled node times come
-   * from an unoptimised run and misjudge optimised stages by up to 2x. Then, for throughput, the
-   * planner proposes cuts near the best plan's that carry clearly fewer bytes (cutAlternatives), and
-   * the best plan and those are timed side by side; the smallest measured bottleneck wins. Without
-   * profiled times there is nothing to correct.
-   */
+  /** refineByTiming (runtime/planner/refine.ts) with this cluster's planner, analyser and executors. */
   async function refinePlan(
     artifact: string,
     graph: PartitionGraph,
@@ -118,58 +109,22 @@ const actor: ActorFactory = (ctx) => {
     requestAlternatives: (g: PartitionGraph, base: Plan) => Promise<Plan[]>,
     profiles: ExecutorProfile[],
   ): Promise<Plan> {
-    let plan = await requestPlan(graph);
-    const measuringSpeed = graph.profile?.flopsPerSec;
-    if (!measuringSpeed || plan.stages.length < 2) return plan;
-    // Profiled, so every input shape is known: the stages are timed on inputs of those shapes.
+    const measuringSpeed = graph.profile?.flopsPerSec ?? 0;
+    // Profiled (else refineByTiming times nothing), so every input shape is known: stages are timed on those.
     const feeds = Object.fromEntries(graph.inputs.map((i) => [i.name, { dtype: i.dtype, shape: i.shape }]));
-    const time = (plans: Plan[]) => controlRequest<{ seconds: number[][] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, plans: plans.map((p) => p.stages.map((s) => s.nodes)), feeds }, LONG)
-      .then((r) => r.seconds);
-    // Stages are timed alone; executors of one host share its cores while the plan runs.
-    const bottleneckOf = (p: Plan, seconds: number[]) => {
-      const busy = new Set(p.stages.flatMap((s) => [s.executor, ...(s.replicaExecutors ?? [])]));
-      const share = coreShare(profiles, busy);
-      return measuredBottleneck(p, seconds, measuringSpeed, new Map(profiles.map((e) => [e.id, e.flopsPerSec * share.get(e.id)!])));
-    };
-    const ms = (x: number) => Math.round(x * 1e4) / 10;
-    let best: { plan: Plan; bottleneck: number; graph: PartitionGraph } | undefined;
-    for (let round = 1; round <= REFINE_ROUNDS; round++) {
-      const nodes = plan.stages.map((s) => s.nodes);
-      let seconds: number[];
-      try {
-        seconds = (await time([plan]))[0]!;
-      } catch (e) {
-        ctx.log.warn('could not time the planned stages; keeping the plan from profiled node times', { error: String(e) });
-        return best?.plan ?? plan;
-      }
-      const bottleneck = bottleneckOf(plan, seconds);
-      const { graph: corrected, factors } = rescaleToStageTimes(graph, nodes, seconds);
-      if (!best || bottleneck < best.bottleneck) best = { plan, bottleneck, graph: corrected };
-      ctx.log.info('timed the planned stages', { round, measuredMs: seconds.map(ms), factors: factors.map((f) => Math.round(f * 100) / 100) });
-      if (agrees(factors)) break;
-      graph = corrected;
-      plan = await requestPlan(graph);
-    }
-    if (best!.plan.objective !== 'throughput') return best!.plan;
-    try {
-      const alternatives = await requestAlternatives(best!.graph, best!.plan);
-      if (alternatives.length === 0) return best!.plan;
-      const candidates = [best!.plan, ...alternatives];
-      const seconds = await time(candidates);
-      const measured = candidates.map((p, i) => bottleneckOf(p, seconds[i]!));
-      const winner = measured.indexOf(Math.min(...measured));
-      ctx.log.info('timed cuts that carry fewer bytes beside the refined plan', {
-        cutMB: candidates.map((p) => p.stages.slice(1).map((s) => Math.round(s.predicted.inputBytes / 1e4) / 100)),
-        measuredBottleneckMs: measured.map(ms),
-        chosen: winner,
-      });
-      if (winner === 0) return best!.plan;
-      const chosen = candidates[winner]!;
-      return { ...chosen, explanation: `${chosen.explanation} Chosen by timing it beside the plan from corrected node times: bottleneck ${ms(measured[winner]!)} ms against ${ms(measured[0]!)} ms.` };
-    } catch (e) {
-      ctx.log.warn('could not time alternative cuts; keeping the refined plan', { error: String(e) });
-      return best!.plan;
-    }
+    return refineByTiming(graph, {
+      plan: requestPlan,
+      alternatives: requestAlternatives,
+      time: (plans) => controlRequest<{ seconds: number[][] }>(ctx.nc, Role.GRAPH_ANALYZER, undefined, { type: 'time', artifact, plans: plans.map((p) => p.stages.map((s) => s.nodes)), feeds }, LONG)
+        .then((r) => r.seconds),
+      // Stages are timed alone; executors of one host share its cores while the plan runs.
+      bottleneck: (p, seconds) => {
+        const busy = new Set(p.stages.flatMap((s) => [s.executor, ...(s.replicaExecutors ?? [])]));
+        const share = coreShare(profiles, busy);
+        return measuredBottleneck(p, seconds, measuringSpeed, new Map(profiles.map((e) => [e.id, e.flopsPerSec * share.get(e.id)!])));
+      },
+      log: (msg, fields) => ctx.log.info(msg, fields),
+    });
   }
 
   async function undeploy(run: string): Promise<{ released: string[] }> {

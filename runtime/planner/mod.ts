@@ -20,8 +20,8 @@ export {
   DEFAULT_LINK, crossingBytes, evaluateStages, labelSet, normaliseCluster, normaliseGraph, resolveConstraints, transferSeconds,
 } from './model.js';
 export { search } from './search.js';
-export { agrees, cutAlternatives, measuredBottleneck, rescaleToStageTimes, REFINE_TOLERANCE } from './refine.js';
-export type { CutAlternativeOptions } from './refine.js';
+export { agrees, cutAlternatives, measuredBottleneck, refineByTiming, rescaleToStageTimes, REFINE_ROUNDS, REFINE_TOLERANCE } from './refine.js';
+export type { CutAlternativeOptions, RefineDeps } from './refine.js';
 export { bruteForce } from './bruteforce.js';
 export { coreShare, offerExecutors, oversubscribedHosts, usageCombinations } from './hosts.js';
 
