@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import type { Msg, NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { suiteServer, suiteConnection, publishTagged } from './helpers/nats.js';
-import { handOver, handOverPatch, HANDOVER_MIN_BYTES } from '../runtime/nats/handover.js';
-import { publishWork } from '../runtime/nats/frames.js';
+import { handOver, handOverPatch, HANDOVER_MIN_BYTES, setHandOver } from '../runtime/nats/handover.js';
+import { keptFrameBytes, publishWork } from '../runtime/nats/frames.js';
 import { decodeFrame, tensor } from '../protocols/tensor-codec.js';
 import { seededBytes } from '../runtime/random.js';
 
@@ -19,17 +19,18 @@ const payload = seededBytes;
 
 /** Records what `nc` hands its socket, for the duration of `fn`. */
 async function written(nc: NatsConnection, fn: () => Promise<void>): Promise<Uint8Array[]> {
-  const transport = (nc as unknown as { protocol: { transport: { send(b: Uint8Array): void } } }).protocol.transport;
-  const send = transport.send;
+  // transport-node's send() goes through _send(), which the patch calls itself for buffers with onWritten.
+  const transport = (nc as unknown as { protocol: { transport: { _send(b: Uint8Array): Promise<void> } } }).protocol.transport;
+  const send = transport._send;
   const frames: Uint8Array[] = [];
-  transport.send = function (b: Uint8Array) {
+  transport._send = function (b: Uint8Array) {
     frames.push(b);
     return send.call(this, b);
   };
   try {
     await fn();
   } finally {
-    transport.send = send;
+    transport._send = send;
   }
   return frames;
 }
@@ -103,4 +104,67 @@ test('nats hand-over - a work frame published to JetStream is handed over and st
   const t = decodeFrame(m!.data).tensors.t!;
   assert.deepEqual(t.data, values);
   await jsm.streams.delete('HO');
+});
+
+test('nats hand-over - a buffer is reported written once the socket has it: reused from then on, what arrives is what was sent', async () => {
+  // Two 4 MB buffers recycled through 24 messages, each refilled as soon as its write is reported:
+  // every message must arrive with its own content (4 MB is more than a loopback socket takes at
+  // once, so writes are still in flight when a refill reported too early would land).
+  const n = 4 * 1_048_576;
+  const count = 24;
+  const got: Msg[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const s = sub.subscribe('recycle', { callback: (_e, m) => { got.push(m); if (got.length === count) done(); } });
+  await sub.flush();
+  const free = [new Uint8Array(n), new Uint8Array(n)];
+  const waiting: (() => void)[] = [];
+  let reported = 0;
+  for (let i = 0; i < count; i++) {
+    while (free.length === 0) await new Promise<void>((r) => waiting.push(r));
+    const b = free.pop()!;
+    b.set(payload(n, 1000 + i));
+    pub.publish('recycle', handOver(b, () => {
+      reported++;
+      free.push(b);
+      waiting.shift()?.();
+    }));
+  }
+  await pub.flush();
+  await all;
+  s.unsubscribe();
+  got.forEach((m, i) => assert.ok(Buffer.from(m.data).equals(Buffer.from(payload(n, 1000 + i))), `message ${i}`));
+  assert.equal(reported, count);
+});
+
+test('nats hand-over - no written report for a buffer that was not handed over (too small, or handing over off)', async () => {
+  const calls: string[] = [];
+  pub.publish('nobody', handOver(payload(HANDOVER_MIN_BYTES - 1, 1), () => calls.push('small')));
+  setHandOver(false);
+  try {
+    pub.publish('nobody', handOver(payload(300_000, 2), () => calls.push('off')));
+  } finally {
+    setHandOver(true);
+  }
+  pub.publish('nobody', handOver(payload(300_000, 3), () => calls.push('on')));
+  await pub.flush();
+  assert.deepEqual(calls, ['on']);
+});
+
+test('nats hand-over - work frames published one after another reuse their encoded memory and are stored exact', async () => {
+  const jsm = await jetstreamManager(pub);
+  await jsm.streams.add({ name: 'HO_RECYCLE', subjects: ['ho.recycle'], retention: RetentionPolicy.Limits, storage: StorageType.Memory });
+  const js = jetstream(pub);
+  const n = 262_144; // 1 MB of float32
+  const values = (i: number) => new Float32Array(n).map((_, k) => Math.cos(k + i));
+  // Four in flight at a time, as a producer's window does.
+  for (let at = 0; at < 32; at += 4) {
+    await Promise.all([0, 1, 2, 3].map((j) => publishWork(pub, js, 'ho.recycle', { i: at + j }, { tensors: { t: tensor('float32', [n], values(at + j)) } })));
+  }
+  assert.ok(keptFrameBytes() >= 1_048_576, `encoded frames kept for reuse: ${keptFrameBytes()}`);
+  for (let seq = 1; seq <= 32; seq++) {
+    const f = decodeFrame((await jsm.streams.getMessage('HO_RECYCLE', { seq }))!.data);
+    assert.deepEqual(f.tensors.t!.data, values(f.meta.i as number), `message ${seq}`);
+  }
+  await jsm.streams.delete('HO_RECYCLE');
 });

@@ -41,6 +41,23 @@ test('shm remote - a consumer on another host reads a multi-range frame over NAT
   await assert.rejects(fetchShmFrame(consumerConn, ref), isCode(ErrorCode.FRAME_GONE));
 });
 
+test('shm remote - read blocks are recycled once written, and many frames fetched at once each arrive exact', async () => {
+  // 24 frames of ~2.6 MB, each its own content, fetched 6 at a time: the service reuses the blocks the
+  // socket has written, and a block reused too early would show as another frame's bytes (the CRC).
+  const n = 650_001;
+  const refs = Array.from({ length: 24 }, (_, k) => ({ k, ref: hostA.writeFrame({ t: tensor('float32', [n], new Float32Array(n).map((_, i) => Math.sin(i + k * 1000))) }) }));
+  for (let at = 0; at < refs.length; at += 6) {
+    await Promise.all(refs.slice(at, at + 6).map(async ({ k, ref }) => {
+      const got = (await fetchShmFrame(consumerConn, ref)).tensors.t!.data as Float32Array;
+      assert.equal(got[0], Math.fround(Math.sin(k * 1000)), `frame ${k}`);
+      assert.equal(got[n - 1], Math.fround(Math.sin(n - 1 + k * 1000)), `frame ${k}`);
+      releaseRemoteShm(consumerConn, ref);
+    }));
+  }
+  assert.ok(service.keptBlockBytes >= 1024 * 1024, `blocks kept for reuse: ${service.keptBlockBytes}`);
+  assert.ok(service.keptBlockBytes <= 64 * 1024 * 1024);
+});
+
 test('shm remote - the process that wrote a frame answers its reads; once it is gone, another process of its host does', async () => {
   // A second process of host A: its own pool (own reader token) on the same directory, its own service.
   const writerConn = await suiteConnection(server.url);

@@ -217,13 +217,15 @@ export class ShmPool {
 
   /**
    * Reads `length` bytes of live frame `name` from `offset` in pieces of at most `pieceBytes`, each
-   * handed to `onPiece` in order (the callee may keep it: pieces are views of buffers never reused); the
-   * file is opened once. Reads go in blocks of READ_BLOCK_BYTES cut into pieces: one allocation and
-   * one read per block, not per piece (32 KiB pieces each in a buffer of its own slowed a host's
-   * replies by ~20 % under V8's small young generation, from the garbage collections they caused).
-   * FRAME_GONE when the file is missing or shorter than asked.
+   * handed to `onPiece` in order, `endsBlock` true for the last piece of its block; the file is opened
+   * once. Reads go in blocks of READ_BLOCK_BYTES cut into pieces: one allocation and one read per
+   * block, not per piece (32 KiB pieces each in a buffer of its own slowed a host's replies by ~20 %
+   * under V8's small young generation, from the garbage collections they caused). Blocks come from
+   * `allocate` (default: new memory, which the callee may keep); a caller that recycles them gives a
+   * block back only once every piece of it is done with. FRAME_GONE when the file is missing or
+   * shorter than asked.
    */
-  readPieces(name: string, offset: number, length: number, pieceBytes: number, onPiece: (piece: Uint8Array) => void): void {
+  readPieces(name: string, offset: number, length: number, pieceBytes: number, onPiece: (piece: Uint8Array, endsBlock: boolean) => void, allocate: (n: number) => Uint8Array = uninitializedBytes): void {
     if (!NAME.test(name)) throw new CleaveError(ErrorCode.BAD_ARGUMENT, `'${name}' is not a pool file name`);
     let fd: number;
     try {
@@ -234,14 +236,17 @@ export class ShmPool {
     const blockBytes = Math.max(pieceBytes, Math.floor(READ_BLOCK_BYTES / pieceBytes) * pieceBytes);
     try {
       for (let at = 0; at < length; at += blockBytes) {
-        const block = uninitializedBytes(Math.min(blockBytes, length - at));
+        const block = allocate(Math.min(blockBytes, length - at));
         let off = 0;
         while (off < block.byteLength) {
           const n = readSync(fd, block, off, block.byteLength - off, offset + at + off);
           if (n === 0) throw new CleaveError(ErrorCode.FRAME_GONE, `shared-memory frame ${name} is shorter than the ${offset + length} bytes asked for; it was recycled`);
           off += n;
         }
-        for (let p = 0; p < block.byteLength; p += pieceBytes) onPiece(block.subarray(p, Math.min(p + pieceBytes, block.byteLength)));
+        for (let p = 0; p < block.byteLength; p += pieceBytes) {
+          const end = Math.min(p + pieceBytes, block.byteLength);
+          onPiece(block.subarray(p, end), end === block.byteLength);
+        }
       }
     } finally {
       closeSync(fd);
