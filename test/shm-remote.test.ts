@@ -55,7 +55,7 @@ test('shm remote - read blocks are recycled once written, and many frames fetche
     }));
   }
   assert.ok(service.keptBlockBytes >= 1024 * 1024, `blocks kept for reuse: ${service.keptBlockBytes}`);
-  assert.ok(service.keptBlockBytes <= 64 * 1024 * 1024);
+  assert.ok(service.keptBlockBytes <= 32 * 1024 * 1024);
 });
 
 test('shm remote - the process that wrote a frame answers its reads; once it is gone, another process of its host does', async () => {

@@ -90,7 +90,7 @@ export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subj
  * as external memory to V8 and drives full collections (a read service allocating 400 MB/s ran one
  * every 40-70 ms). A buffer comes back once its publish is over and the socket has written it.
  */
-const frameBuffers = new BufferPool(64 * 1024 * 1024);
+const frameBuffers = new BufferPool(32 * 1024 * 1024);
 const frameBytes = (n: number): Uint8Array => (n >= HANDOVER_MIN_BYTES ? frameBuffers.take(n) : allocSmall(n));
 /** Bytes of encoded-frame memory written out and kept for the next frames (this thread's). */
 export function keptFrameBytes(): number {

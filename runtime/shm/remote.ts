@@ -24,7 +24,7 @@ import type { DecodedFrame } from '../../protocols/tensor-codec.js';
  */
 const PIECE_BYTES = 1024 * 1024;
 /** Read blocks kept for reuse by one read service (a few frames in flight). */
-const READ_BLOCKS_KEPT_BYTES = 64 * 1024 * 1024;
+const READ_BLOCKS_KEPT_BYTES = 32 * 1024 * 1024;
 /** Room left for headers under max_payload. */
 const PIECE_HEADROOM = 64 * 1024;
 /** The piece size for replies on `nc`: PIECE_BYTES, or less under a smaller max_payload. */
