@@ -81,6 +81,8 @@ export const Header = {
   SHM: 'Cleave-Shm',
   /** JetStream de-duplication id. */
   MSG_ID: 'Nats-Msg-Id',
+  /** Filler that makes a message's header block a multiple of 8 bytes (runtime/nats/frames.ts). */
+  PAD: 'Cleave-Pad',
 } as const;
 
 /** Heartbeat period and the registration TTL that follows from it (three missed beats). */

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, AckPolicy } from '@nats-io/jetstream';
+import { headers } from '@nats-io/nats-core';
 import { suiteServer, suiteConnection } from './helpers/nats.js';
 import { publishFrame, receiveFrame, releaseFrame, BLOB_HEADER, CHUNK_BYTES } from '../runtime/nats/frames.js';
 import { ensureStreams } from '../runtime/nats/topology.js';
@@ -70,4 +71,32 @@ test('frames transport - a frame over the configured limit is refused with CODEC
   });
   const info = await jsm.streams.info('T');
   assert.equal(info.state.subjects?.['t.big'], undefined);
+});
+
+test('frames transport - an inline frame pulled from JetStream arrives 8-aligned and decodes as views, whatever its other headers', async () => {
+  await jsm.streams.add({ name: 'ALIGN', subjects: ['align.>'] });
+  const n = 100_000; // 400 kB: spans socket reads, so it is gathered into a buffer of its own
+  const data = new Float32Array(n).map((_, i) => Math.cos(i));
+  // Header blocks of every length modulo 8 (and a reused headers object, padded once).
+  const reused = headers();
+  for (let k = 0; k < 8; k++) {
+    const h = k === 7 ? reused : headers();
+    h.set('Test', 'x'.repeat(k));
+    const frame = encodeFrame({ tensors: { x: tensor('float32', [n], data) }, meta: { k } });
+    await publishFrame(nc, js, `align.${k}`, frame, { headers: h, msgID: `align-${k}` });
+    if (k === 7) await publishFrame(nc, js, 'align.again', frame, { headers: h, msgID: 'align-again' });
+  }
+  assert.equal(reused.values('Cleave-Pad').length, 1, 'padding replaced, not added, on reuse');
+  await jsm.consumers.add('ALIGN', { durable_name: 'c', ack_policy: AckPolicy.Explicit });
+  const c = await js.consumers.get('ALIGN', 'c');
+  for (let k = 0; k < 9; k++) {
+    const m = (await c.next({ expires: 5000 }))!;
+    assert.equal(m.data.byteOffset % 8, 0, `message ${k}: payload at offset ${m.data.byteOffset}`);
+    const back = decodeFrame(await receiveFrame(nc, m.data, m.headers));
+    const x = back.tensors.x!.data as Float32Array;
+    assert.equal(x.buffer, m.data.buffer, `message ${k}: a view of the received bytes, not a copy`);
+    assert.deepEqual(x, data);
+    m.ack();
+  }
+  await jsm.streams.delete('ALIGN');
 });

@@ -82,7 +82,30 @@ export async function publishFrame(nc: NatsConnection, js: JetStreamClient, subj
     h.set(BLOB_HEADER, `${id};${chunks};${frame.byteLength};${chunk}`);
     data = new Uint8Array(0);
   }
-  return js.publish(subject, options.handOver ? handOver(data, data === frame ? options.onWritten : undefined) : data, { headers: h, ...(options.msgID ? { msgID: options.msgID } : {}) });
+  if (options.msgID) h.set(Header.MSG_ID, options.msgID);
+  if (data.byteLength >= ALIGN_MIN_BYTES) alignPayload(h);
+  return js.publish(subject, options.handOver ? handOver(data, data === frame ? options.onWritten : undefined) : data, { headers: h });
+}
+
+/** Messages from this size on get their header block padded (alignPayload). */
+const ALIGN_MIN_BYTES = 64 * 1024;
+
+/**
+ * Pads `h` with a Cleave-Pad header so that its encoding is a multiple of 8 bytes. A message that spans
+ * socket reads arrives in a buffer of its own, headers first (runtime/nats/large-messages.ts), so its
+ * payload then starts 8-aligned and the frame's tensors decode as views of it; after a header block
+ * of any length, three times in four a float32 tensor started misaligned and decodeFrame copied it.
+ * The header line is `\r\nCleave-Pad: <k bytes>` (14 + k bytes). Idempotent for reused headers.
+ */
+export function alignPayload(h: MsgHdrs): void {
+  if (h.has(Header.PAD)) h.delete(Header.PAD);
+  // nats.js's MsgHdrsImpl encodes itself as it goes on the wire; other implementations are left as they are.
+  const encoded = (h as unknown as { encode?: () => Uint8Array }).encode?.();
+  if (!encoded) return;
+  const len = encoded.byteLength;
+  if (len % 8 === 0) return;
+  const k = 1 + ((8 - ((len + 15) % 8)) % 8);
+  h.set(Header.PAD, 'p'.repeat(k));
 }
 
 /**
