@@ -123,7 +123,7 @@ const actor: ActorFactory = (ctx) => {
         const share = coreShare(profiles, busy);
         return measuredBottleneck(p, seconds, measuringSpeed, new Map(profiles.map((e) => [e.id, e.flopsPerSec * share.get(e.id)!])));
       },
-      log: (msg, fields) => ctx.log.info(msg, fields),
+      log: (msg, fields, level) => (level === 'warn' ? ctx.log.warn(msg, fields) : ctx.log.info(msg, fields)),
     });
   }
 

@@ -58,7 +58,7 @@ export interface RefineDeps {
   time(plans: readonly Plan[]): Promise<number[][]>;
   /** The bottleneck a plan has with these measured stage seconds (measuredBottleneck, priced for its hosts). */
   bottleneck(plan: Plan, seconds: readonly number[]): number;
-  log?(msg: string, fields: Record<string, unknown>): void;
+  log?(msg: string, fields: Record<string, unknown>, level?: 'info' | 'warn'): void;
   rounds?: number;
   tolerance?: number;
   /** Refined plans within FINALIST_MARGIN of the best, at most this many, timed again beside it (default 2). */
@@ -91,7 +91,7 @@ export async function refineByTiming(graph: PartitionGraph, deps: RefineDeps): P
     try {
       seconds = (await deps.time([plan]))[0]!;
     } catch (e) {
-      log('could not time the planned stages; keeping the best plan so far', { error: String(e) });
+      log('could not time the planned stages; keeping the best plan so far', { error: String(e) }, 'warn');
       return timed.length ? bestOf().plan : plan;
     }
     const { graph: corrected, factors } = rescaleToStageTimes(graph, plan.stages.map((s) => s.nodes), seconds);
@@ -130,7 +130,7 @@ export async function refineByTiming(graph: PartitionGraph, deps: RefineDeps): P
     const what = winner <= finalists.length ? 'an earlier refined plan' : 'a cut that carries fewer bytes';
     return { ...chosen, explanation: `${chosen.explanation} Chosen (${what}) by timing it beside the best refined plan: bottleneck ${ms(measured[winner]!)} ms against ${ms(measured[0]!)} ms.` };
   } catch (e) {
-    log('could not time the final candidates side by side; keeping the best refined plan', { error: String(e) });
+    log('could not time the final candidates side by side; keeping the best refined plan', { error: String(e) }, 'warn');
     return best.plan;
   }
 }
