@@ -87,10 +87,10 @@ export interface EncodeOptions {
   checksum?: boolean;
   /**
    * Where the frame is written: called once with the exact length, returns a buffer at least that long
-   * (every byte of the first `byteLength` is written). Default `Buffer.allocUnsafe`. Lets a caller reuse
-   * memory: on these machines fresh pages cost far more than the copy (see bench/codec.ts).
+   * (every byte of the first `byteLength` is written), or undefined for the default, `Buffer.allocUnsafe`.
+   * Lets a caller reuse memory: on these machines fresh pages cost far more than the copy (see bench/codec.ts).
    */
-  allocate?: (byteLength: number) => Uint8Array;
+  allocate?: (byteLength: number) => Uint8Array | undefined;
 }
 
 export interface DecodeOptions {
@@ -400,7 +400,7 @@ function writePrefix(out: Uint8Array, l: Layout, payloadCrc: number): void {
 /** Encode named tensors and meta into one msgpack frame (layout in the module header). */
 export function encodeFrame(frame: Frame, options: EncodeOptions = {}): Uint8Array {
   const l = layout(frame, options);
-  const raw = options.allocate ? options.allocate(l.total) : allocBytes(l.total);
+  const raw = options.allocate?.(l.total) ?? allocBytes(l.total);
   if (!(raw instanceof Uint8Array) || raw.length < l.total) fail(ErrorCode.BAD_ARGUMENT, `encodeFrame: allocate(${l.total}) must return a Uint8Array of at least ${l.total} bytes`);
   const out = raw.length === l.total ? raw : raw.subarray(0, l.total);
   let cursor = 0;

@@ -361,6 +361,10 @@ test('tensor-codec - allocate lets the caller choose (and reuse) the output memo
   assert.equal(frame.buffer, pool.buffer);
   assert.deepEqual([...(decodeFrame(frame).tensors.x.data as Int32Array)], [1, 2, 3]);
   assert.equal(codeOf(() => encodeFrame({ tensors: {} }, { allocate: () => new Uint8Array(3) })), ErrorCode.BAD_ARGUMENT);
+  // Declining (undefined) leaves the frame to the default allocation.
+  const own = encodeFrame({ tensors: { x: tensor('int32', [3], new Int32Array([4, 5, 6])) } }, { allocate: () => undefined });
+  assert.notEqual(own.buffer, pool.buffer);
+  assert.deepEqual([...(decodeFrame(own).tensors.x.data as Int32Array)], [4, 5, 6]);
 });
 
 test('tensor-codec - crc32 matches the zlib check value and the portable implementation', () => {

@@ -114,14 +114,11 @@ export function alignPayload(h: MsgHdrs): void {
  * every 40-70 ms). A buffer comes back once its publish is over and the socket has written it.
  */
 const frameBuffers = new BufferPool(32 * 1024 * 1024);
-const frameBytes = (n: number): Uint8Array => (n >= HANDOVER_MIN_BYTES ? frameBuffers.take(n) : allocSmall(n));
+/** Frames too small to be handed over (never reported written) take the codec's default memory. */
+const frameBytes = (n: number): Uint8Array | undefined => (n >= HANDOVER_MIN_BYTES ? frameBuffers.take(n) : undefined);
 /** Bytes of encoded-frame memory written out and kept for the next frames (this thread's). */
 export function keptFrameBytes(): number {
   return frameBuffers.heldBytes;
-}
-function allocSmall(n: number): Uint8Array {
-  const b = Buffer.allocUnsafe(n);
-  return new Uint8Array(b.buffer, b.byteOffset, n);
 }
 
 /** The frame bytes of a received message, fetching its chunks when it came by reference. */
